@@ -1,0 +1,23 @@
+//! threatfeed core: the domain types and pure logic shared by every stage of the data path.
+//!
+//! Nothing here does I/O beyond reading bytes it is handed. Modules:
+//! - [`tlp`] — TLP 2.0 labels;
+//! - [`org`] — members, kinds, scopes, token records;
+//! - [`event`] — the infection event and its stored / delivered forms;
+//! - [`canon`] — canonical host names and IP addresses;
+//! - [`ingest`] — parsing of sensor input (NDJSON, JSON arrays, Microsoft CTIP records);
+//! - [`geo`] — the IP → ASN / AS name / country table used for enrichment;
+//! - [`privacy`] — the privacy model: who may see which event (the one place it is decided).
+
+pub mod canon;
+pub mod event;
+pub mod geo;
+pub mod ingest;
+pub mod org;
+pub mod privacy;
+pub mod tlp;
+
+pub use event::Event;
+pub use org::{Org, OrgKind, Scope, TokenRecord};
+pub use privacy::{AudienceIndex, Viewer, can_see_event};
+pub use tlp::Tlp;
