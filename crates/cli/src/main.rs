@@ -1,1 +1,65 @@
-fn main() {}
+//! The `threatfeed` binary: one executable for the server, its administration, ingestion from
+//! files, the geo table, and the benchmarks. `threatfeed --help` lists every subcommand.
+
+mod bench;
+mod client;
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// threatfeed — an open, self-hostable, real-time cyber threat feed.
+#[derive(Debug, Parser)]
+#[command(name = "threatfeed", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the feed server (embedded store; no set-up needed).
+    Serve(commands::serve::ServeArgs),
+    /// Manage member organisations on a running server (admin token).
+    #[command(subcommand)]
+    Org(commands::org::OrgCommand),
+    /// Issue, list and revoke API tokens on a running server (admin token).
+    #[command(subcommand)]
+    Token(commands::org::TokenCommand),
+    /// Stream event files (NDJSON, JSON arrays, CTIP; .gz accepted) to a running server.
+    Ingest(commands::ingest::IngestArgs),
+    /// The IP → ASN / country table: import a newer snapshot, look addresses up.
+    #[command(subcommand)]
+    Geo(commands::geo::GeoCommand),
+    /// Benchmarks that print their figures as JSON.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(a) => commands::serve::run(a).await,
+            Command::Org(c) => commands::org::run_org(c).await,
+            Command::Token(c) => commands::org::run_token(c).await,
+            Command::Ingest(a) => commands::ingest::run(a).await,
+            Command::Geo(c) => commands::geo::run(c).await,
+            Command::Bench(c) => bench::run(c).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

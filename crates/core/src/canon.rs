@@ -25,7 +25,10 @@ pub fn fold_ip(ip: IpAddr) -> IpAddr {
 /// Parses an IP address (v4 or v6, optionally in `[...]`), folding IPv4-mapped IPv6.
 pub fn parse_ip(s: &str) -> Option<IpAddr> {
     let t = s.trim();
-    let t = t.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(t);
+    let t = t
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(t);
     t.parse::<IpAddr>().ok().map(fold_ip)
 }
 
@@ -41,7 +44,11 @@ pub fn canonical_host(raw: &str) -> Result<String, HostError> {
     // "[v6]:port" or "name:port"
     let without_port = if let Some(rest) = t.strip_prefix('[') {
         match rest.split_once(']') {
-            Some((inner, _)) => return parse_ip(inner).map(|ip| ip.to_string()).ok_or_else(|| HostError(raw.to_string())),
+            Some((inner, _)) => {
+                return parse_ip(inner)
+                    .map(|ip| ip.to_string())
+                    .ok_or_else(|| HostError(raw.to_string()));
+            }
             None => return Err(HostError(raw.to_string())),
         }
     } else {
@@ -62,7 +69,9 @@ pub fn canonical_host(raw: &str) -> Result<String, HostError> {
     for label in ascii.split('.') {
         let ok = !label.is_empty()
             && label.len() <= 63
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !ok {
             return Err(HostError(raw.to_string()));
         }
@@ -76,12 +85,27 @@ mod tests {
 
     #[test]
     fn hosts_in_many_spellings_are_one() {
-        for s in ["Example.COM", "example.com.", " example.com ", "example.com:8080", "EXAMPLE.com.:80"] {
+        for s in [
+            "Example.COM",
+            "example.com.",
+            " example.com ",
+            "example.com:8080",
+            "EXAMPLE.com.:80",
+        ] {
             assert_eq!(canonical_host(s).as_deref(), Ok("example.com"), "{s}");
         }
-        assert_eq!(canonical_host("bücher.de").as_deref(), Ok("xn--bcher-kva.de"));
-        assert_eq!(canonical_host("[2001:DB8::1]:443").as_deref(), Ok("2001:db8::1"));
-        assert_eq!(canonical_host("::ffff:192.0.2.1").as_deref(), Ok("192.0.2.1"));
+        assert_eq!(
+            canonical_host("bücher.de").as_deref(),
+            Ok("xn--bcher-kva.de")
+        );
+        assert_eq!(
+            canonical_host("[2001:DB8::1]:443").as_deref(),
+            Ok("2001:db8::1")
+        );
+        assert_eq!(
+            canonical_host("::ffff:192.0.2.1").as_deref(),
+            Ok("192.0.2.1")
+        );
         assert!(canonical_host("").is_err());
         assert!(canonical_host("bad host!").is_err());
         assert!(canonical_host("a..b").is_err());

@@ -37,7 +37,9 @@ impl std::str::FromStr for InputFormat {
         match s.to_ascii_lowercase().as_str() {
             "" | "events" | "ndjson" | "json" => Ok(InputFormat::Events),
             "ctip" => Ok(InputFormat::Ctip),
-            other => Err(format!("unknown input format {other:?} (expected events or ctip)")),
+            other => Err(format!(
+                "unknown input format {other:?} (expected events or ctip)"
+            )),
         }
     }
 }
@@ -69,12 +71,19 @@ pub struct ParseLimits {
 
 impl Default for ParseLimits {
     fn default() -> Self {
-        ParseLimits { max_records: 100_000 }
+        ParseLimits {
+            max_records: 100_000,
+        }
     }
 }
 
 /// Parses a whole (decompressed) body.
-pub fn parse_body(body: &[u8], format: InputFormat, received: Timestamp, limits: ParseLimits) -> Parsed {
+pub fn parse_body(
+    body: &[u8],
+    format: InputFormat,
+    received: Timestamp,
+    limits: ParseLimits,
+) -> Parsed {
     let mut out = Parsed::default();
     let first = body.iter().position(|b| !b.is_ascii_whitespace());
     let mut index = 0usize;
@@ -109,7 +118,10 @@ pub fn parse_body(body: &[u8], format: InputFormat, received: Timestamp, limits:
                     index += 1;
                 }
             }
-            Err(e) => out.rejected.push(Rejection { index: 0, error: format!("invalid json array: {e}") }),
+            Err(e) => out.rejected.push(Rejection {
+                index: 0,
+                error: format!("invalid json array: {e}"),
+            }),
         },
         Some(_) => {
             for line in body.split(|&b| b == b'\n') {
@@ -118,7 +130,10 @@ pub fn parse_body(body: &[u8], format: InputFormat, received: Timestamp, limits:
                     continue;
                 }
                 let rec = serde_json::from_slice::<Value>(line).map_err(|e| {
-                    format!("invalid json: {e}: {:?}", truncate(&String::from_utf8_lossy(line), 80))
+                    format!(
+                        "invalid json: {e}: {:?}",
+                        truncate(&String::from_utf8_lossy(line), 80)
+                    )
                 });
                 push(&mut out, index, rec);
                 index += 1;
@@ -127,8 +142,15 @@ pub fn parse_body(body: &[u8], format: InputFormat, received: Timestamp, limits:
     }
     if index > limits.max_records {
         // Count of the records beyond the limit, for the caller's message.
-        if let Some(r) = out.rejected.iter_mut().find(|r| r.index == limits.max_records) {
-            r.error.push_str(&format!(" ({} records refused)", index - limits.max_records));
+        if let Some(r) = out
+            .rejected
+            .iter_mut()
+            .find(|r| r.index == limits.max_records)
+        {
+            r.error.push_str(&format!(
+                " ({} records refused)",
+                index - limits.max_records
+            ));
         }
     }
     out
@@ -149,7 +171,8 @@ fn show(v: &Value) -> String {
 }
 
 fn as_object(v: &Value) -> Result<&Map<String, Value>, String> {
-    v.as_object().ok_or_else(|| format!("record is not a json object: {}", show(v)))
+    v.as_object()
+        .ok_or_else(|| format!("record is not a json object: {}", show(v)))
 }
 
 /// Parses a time: RFC 3339 string, or epoch seconds (integer, float or numeric string).
@@ -177,7 +200,7 @@ fn epoch_seconds(f: f64) -> Option<Timestamp> {
     }
     let secs = f.floor();
     let nanos = ((f - secs) * 1e9).round() as i32;
-    if secs < -377_705_116_800.0 || secs > 253_402_207_200.0 {
+    if !(-377_705_116_800.0..=253_402_207_200.0).contains(&secs) {
         return None;
     }
     Timestamp::new(secs as i64, nanos.clamp(0, 999_999_999)).ok()
@@ -195,7 +218,10 @@ fn opt_str<'a>(o: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, 
 fn opt_text(o: &Map<String, Value>, key: &str, max: usize) -> Result<Option<String>, String> {
     match opt_str(o, key)? {
         None => Ok(None),
-        Some(s) if s.len() > max => Err(format!("{key}: longer than {max} bytes: {:?}", truncate(s, 40))),
+        Some(s) if s.len() > max => Err(format!(
+            "{key}: longer than {max} bytes: {:?}",
+            truncate(s, 40)
+        )),
         Some(s) => Ok(Some(s.to_string())),
     }
 }
@@ -213,14 +239,19 @@ fn opt_port(o: &Map<String, Value>, key: &str) -> Result<Option<u16>, String> {
             .parse::<u16>()
             .map(Some)
             .map_err(|_| format!("{key}: not a port number (0-65535): {s:?}")),
-        Some(other) => Err(format!("{key}: not a port number (0-65535): {}", show(other))),
+        Some(other) => Err(format!(
+            "{key}: not a port number (0-65535): {}",
+            show(other)
+        )),
     }
 }
 
 fn opt_ip(o: &Map<String, Value>, key: &str) -> Result<Option<std::net::IpAddr>, String> {
     match opt_str(o, key)? {
         None => Ok(None),
-        Some(s) => parse_ip(s).map(Some).ok_or_else(|| format!("{key}: invalid ip address {s:?}")),
+        Some(s) => parse_ip(s)
+            .map(Some)
+            .ok_or_else(|| format!("{key}: invalid ip address {s:?}")),
     }
 }
 
@@ -231,14 +262,20 @@ fn opt_confidence(o: &Map<String, Value>, key: &str) -> Result<Option<u8>, Strin
             Some(f) if (0.0..=100.0).contains(&f) => Ok(Some(f.round() as u8)),
             _ => Err(format!("{key}: must be 0-100, got {n}")),
         },
-        Some(other) => Err(format!("{key}: must be a number 0-100, got {}", show(other))),
+        Some(other) => Err(format!(
+            "{key}: must be a number 0-100, got {}",
+            show(other)
+        )),
     }
 }
 
 fn opt_tlp(o: &Map<String, Value>, key: &str) -> Result<Option<Tlp>, String> {
     match opt_str(o, key)? {
         None => Ok(None),
-        Some(s) => s.parse::<Tlp>().map(Some).map_err(|e| format!("{key}: {e}")),
+        Some(s) => s
+            .parse::<Tlp>()
+            .map(Some)
+            .map_err(|e| format!("{key}: {e}")),
     }
 }
 
@@ -308,7 +345,12 @@ pub fn event_from_ctip(v: &Value, received: Timestamp) -> Result<Event, String> 
                 .parse::<Timestamp>()
                 .map_err(|_| format!("DateTimeReceivedUtc: not a Windows FILETIME: {s:?}"))?,
         },
-        Some(other) => return Err(format!("DateTimeReceivedUtc: not a Windows FILETIME: {}", show(other))),
+        Some(other) => {
+            return Err(format!(
+                "DateTimeReceivedUtc: not a Windows FILETIME: {}",
+                show(other)
+            ));
+        }
     };
     let mut e = Event::new(src_ip, time, received);
     e.src_port = opt_port(o, "SourcePort")?;
@@ -328,12 +370,20 @@ pub fn event_from_ctip(v: &Value, received: Timestamp) -> Result<Event, String> 
             "high" => Some(90),
             "medium" => Some(60),
             "low" => Some(30),
-            _ => return Err(format!("ThreatConfidence: expected High, Medium or Low, got {s:?}")),
+            _ => {
+                return Err(format!(
+                    "ThreatConfidence: expected High, Medium or Low, got {s:?}"
+                ));
+            }
         },
-        Some(n @ Value::Number(_)) => opt_confidence(o, "ThreatConfidence").map_err(|_| {
-            format!("ThreatConfidence: must be 0-100, got {n}")
-        })?,
-        Some(other) => return Err(format!("ThreatConfidence: expected High, Medium or Low, got {}", show(other))),
+        Some(n @ Value::Number(_)) => opt_confidence(o, "ThreatConfidence")
+            .map_err(|_| format!("ThreatConfidence: must be 0-100, got {n}"))?,
+        Some(other) => {
+            return Err(format!(
+                "ThreatConfidence: expected High, Medium or Low, got {}",
+                show(other)
+            ));
+        }
     };
     if let Some(t) = opt_tlp(o, "TLP")? {
         e.tlp = t;
@@ -347,16 +397,25 @@ pub fn event_from_ctip(v: &Value, received: Timestamp) -> Result<Event, String> 
             // "GET /path?q HTTP/1.1" or just "/path".
             let mut parts = req.split_whitespace();
             let first = parts.next().unwrap_or("");
-            let path = if first.starts_with('/') { first } else { parts.next().unwrap_or("") };
+            let path = if first.starts_with('/') {
+                first
+            } else {
+                parts.next().unwrap_or("")
+            };
             if path.starts_with('/') {
-                let host = e.host.clone().or_else(|| e.dst_ip.map(|ip| ip.to_string())).unwrap_or_default();
+                let host = e
+                    .host
+                    .clone()
+                    .or_else(|| e.dst_ip.map(|ip| ip.to_string()))
+                    .unwrap_or_default();
                 e.url = Some(truncate(&format!("http://{host}{path}"), 4096));
             }
         }
         e.proto = Some("http".to_string());
     }
     if e.proto.is_none() {
-        e.proto = lower_token(o, "Transport")?.or_else(|| lower_token(o, "Protocol").ok().flatten());
+        e.proto =
+            lower_token(o, "Transport")?.or_else(|| lower_token(o, "Protocol").ok().flatten());
     }
     Ok(e)
 }
@@ -401,10 +460,19 @@ not json
             {"src_ip":"192.0.2.1"}, {"src_ip":"192.0.2.2"}, {"src_ip":"192.0.2.3"}
         ]))
         .expect("json");
-        let p = parse_body(&body, InputFormat::Events, now(), ParseLimits { max_records: 2 });
+        let p = parse_body(
+            &body,
+            InputFormat::Events,
+            now(),
+            ParseLimits { max_records: 2 },
+        );
         assert_eq!(p.events.len(), 2);
         assert_eq!(p.rejected.len(), 1);
-        assert!(p.rejected[0].error.contains("at most 2"), "{}", p.rejected[0].error);
+        assert!(
+            p.rejected[0].error.contains("at most 2"),
+            "{}",
+            p.rejected[0].error
+        );
         assert_eq!(p.events[0].1.time, now());
     }
 
@@ -427,14 +495,25 @@ not json
         assert_eq!(e.url.as_deref(), Some("http://bad.example/search?q=1"));
         assert_eq!(e.sensor.as_deref(), Some("CTIP-Infected/SinkHoleMessage"));
         assert_eq!(e.proto.as_deref(), Some("http"));
-        let bad = event_from_ctip(&json!({"SourceIp": "1.2.3.4", "DateTimeReceivedUtc": "soon"}), now());
+        let bad = event_from_ctip(
+            &json!({"SourceIp": "1.2.3.4", "DateTimeReceivedUtc": "soon"}),
+            now(),
+        );
         assert!(bad.expect_err("bad time").contains("soon"));
     }
 
     #[test]
     fn epoch_and_rfc3339() {
-        assert_eq!(parse_time(&json!("2026-06-01T02:00:00+02:00")).expect("t").as_second(), 1_780_272_000);
-        assert_eq!(parse_time(&json!(1_780_272_000)).expect("t").as_second(), 1_780_272_000);
+        assert_eq!(
+            parse_time(&json!("2026-06-01T02:00:00+02:00"))
+                .expect("t")
+                .as_second(),
+            1_780_272_000
+        );
+        assert_eq!(
+            parse_time(&json!(1_780_272_000)).expect("t").as_second(),
+            1_780_272_000
+        );
         assert!(parse_time(&json!("yesterday")).is_err());
         assert!(parse_time(&json!(1e300)).is_err());
     }

@@ -127,7 +127,11 @@ pub enum ScopeError {
 
 impl Scope {
     /// Builds a scope from raw strings, validating and normalising each entry.
-    pub fn parse(cidrs: &[String], asns: &[u64], countries: &[String]) -> Result<Scope, ScopeError> {
+    pub fn parse(
+        cidrs: &[String],
+        asns: &[u64],
+        countries: &[String],
+    ) -> Result<Scope, ScopeError> {
         let mut scope = Scope::default();
         for c in cidrs {
             let c = c.trim();
@@ -228,7 +232,11 @@ mod tests {
     #[test]
     fn scope_normalises_and_rejects() {
         let s = Scope::parse(
-            &["2001:db8::/32".into(), "192.0.2.0/24".into(), "198.51.100.7".into()],
+            &[
+                "2001:db8::/32".into(),
+                "192.0.2.0/24".into(),
+                "198.51.100.7".into(),
+            ],
             &[64500],
             &["nl".into()],
         )
@@ -239,10 +247,22 @@ mod tests {
             Scope::parse(&["192.0.2.1/24".into()], &[], &[]),
             Err(ScopeError::CidrNotNormal { .. })
         ));
-        assert!(matches!(Scope::parse(&["nope".into()], &[], &[]), Err(ScopeError::Cidr(_))));
-        assert!(matches!(Scope::parse(&[], &[0], &[]), Err(ScopeError::Asn(0))));
-        assert!(matches!(Scope::parse(&[], &[], &["NLD".into()]), Err(ScopeError::Country(_))));
-        assert!(matches!(s.validated(OrgKind::Isp), Err(ScopeError::CountriesNotCert(_))));
+        assert!(matches!(
+            Scope::parse(&["nope".into()], &[], &[]),
+            Err(ScopeError::Cidr(_))
+        ));
+        assert!(matches!(
+            Scope::parse(&[], &[0], &[]),
+            Err(ScopeError::Asn(0))
+        ));
+        assert!(matches!(
+            Scope::parse(&[], &[], &["NLD".into()]),
+            Err(ScopeError::Country(_))
+        ));
+        assert!(matches!(
+            s.validated(OrgKind::Isp),
+            Err(ScopeError::CountriesNotCert(_))
+        ));
         assert!(s.validated(OrgKind::Cert).is_ok());
     }
 

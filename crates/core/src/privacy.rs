@@ -55,19 +55,16 @@ fn in_scope(viewer: &Viewer, event: &Event) -> bool {
     if s.cidrs.iter().any(|n| n.contains(&event.src_ip)) {
         return true;
     }
-    if let Some(asn) = event.asn {
-        if s.asns.contains(&asn) {
-            return true;
-        }
+    if let Some(asn) = event.asn
+        && s.asns.contains(&asn)
+    {
+        return true;
     }
-    if viewer.kind == OrgKind::Cert {
-        if let Some(cc) = &event.country {
-            if s.countries.iter().any(|c| c.eq_ignore_ascii_case(cc)) {
-                return true;
-            }
-        }
-    }
-    false
+    viewer.kind == OrgKind::Cert
+        && event
+            .country
+            .as_ref()
+            .is_some_and(|cc| s.countries.iter().any(|c| c.eq_ignore_ascii_case(cc)))
 }
 
 /// THE rule: may `viewer` see infection event `event`?
@@ -138,7 +135,10 @@ impl<K: Copy + Eq + Hash + Ord> AudienceIndex<K> {
             }
             if viewer.kind == OrgKind::Cert {
                 for cc in &viewer.scope.countries {
-                    self.by_country.entry(cc.to_ascii_uppercase()).or_default().push(key);
+                    self.by_country
+                        .entry(cc.to_ascii_uppercase())
+                        .or_default()
+                        .push(key);
                 }
             }
         }
@@ -190,15 +190,15 @@ impl<K: Copy + Eq + Hash + Ord> AudienceIndex<K> {
         for v in self.by_prefix.cover_values(&host) {
             out.extend_from_slice(v);
         }
-        if let Some(asn) = event.asn {
-            if let Some(v) = self.by_asn.get(&asn) {
-                out.extend_from_slice(v);
-            }
+        if let Some(asn) = event.asn
+            && let Some(v) = self.by_asn.get(&asn)
+        {
+            out.extend_from_slice(v);
         }
-        if let Some(cc) = &event.country {
-            if let Some(v) = self.by_country.get(cc.as_str()) {
-                out.extend_from_slice(v);
-            }
+        if let Some(cc) = &event.country
+            && let Some(v) = self.by_country.get(cc.as_str())
+        {
+            out.extend_from_slice(v);
         }
         let tail = &mut out[start..];
         tail.sort_unstable();
@@ -208,12 +208,160 @@ impl<K: Copy + Eq + Hash + Ord> AudienceIndex<K> {
             if kept > start && out[kept - 1] == k {
                 continue;
             }
-            let visible = self.viewers.get(&k).is_some_and(|v| can_see_event(v, event));
+            let visible = self
+                .viewers
+                .get(&k)
+                .is_some_and(|v| can_see_event(v, event));
             if visible {
                 out[kept] = k;
                 kept += 1;
             }
         }
         out.truncate(kept);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    const COUNTRIES: [&str; 4] = ["NL", "DE", "FR", "US"];
+
+    fn arb_ip() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            // A small v4 space so that random scopes and events meet often.
+            (0u32..(1 << 12))
+                .prop_map(|n| IpAddr::V4(Ipv4Addr::from(0x0a00_0000u32 | (n << 4) | (n & 0xf)))),
+            (0u16..64, 0u16..4)
+                .prop_map(|(a, b)| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, a, b, 0, 0, 0, 1))),
+        ]
+    }
+
+    fn arb_tlp() -> impl Strategy<Value = Tlp> {
+        prop::sample::select(Tlp::ALL.to_vec())
+    }
+
+    fn arb_net() -> impl Strategy<Value = IpNet> {
+        (arb_ip(), 0u8..=128).prop_map(|(ip, len)| {
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let len = if ip.is_ipv4() {
+                8 + len % (max - 7)
+            } else {
+                32 + len % (max - 31)
+            };
+            IpNet::new(ip, len)
+                .map(|n| n.trunc())
+                .unwrap_or_else(|_| IpNet::from(ip))
+        })
+    }
+
+    fn arb_viewer() -> impl Strategy<Value = Viewer> {
+        (
+            prop::sample::select(OrgKind::ALL.to_vec()),
+            prop::collection::vec(arb_net(), 0..4),
+            prop::collection::vec(1u32..20, 0..3),
+            prop::collection::vec(prop::sample::select(COUNTRIES.to_vec()), 0..2),
+            arb_tlp(),
+        )
+            .prop_map(|(kind, cidrs, asns, countries, clearance)| Viewer {
+                org_id: "org".into(),
+                kind,
+                scope: Scope {
+                    cidrs,
+                    asns,
+                    countries: countries.into_iter().map(String::from).collect(),
+                },
+                clearance,
+            })
+    }
+
+    fn arb_event() -> impl Strategy<Value = Event> {
+        (
+            arb_ip(),
+            prop::option::of(1u32..20),
+            prop::option::of(prop::sample::select(COUNTRIES.to_vec())),
+            arb_tlp(),
+        )
+            .prop_map(|(ip, asn, country, tlp)| {
+                let t = jiff::Timestamp::UNIX_EPOCH;
+                let mut e = Event::new(ip, t, t);
+                e.asn = asn;
+                e.country = country.map(String::from);
+                e.tlp = tlp;
+                e
+            })
+    }
+
+    /// The model, written independently of the implementation.
+    fn oracle(v: &Viewer, e: &Event) -> bool {
+        if v.kind == OrgKind::Admin {
+            return true;
+        }
+        let tlp_ok = e.tlp != Tlp::Red && e.tlp <= v.clearance;
+        let mine = v.scope.cidrs.iter().any(|n| n.contains(&e.src_ip))
+            || e.asn.is_some_and(|a| v.scope.asns.contains(&a))
+            || (v.kind == OrgKind::Cert
+                && e.country
+                    .as_ref()
+                    .is_some_and(|c| v.scope.countries.contains(c)));
+        tlp_ok && mine
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn nobody_sees_an_event_outside_its_scope(v in arb_viewer(), e in arb_event()) {
+            prop_assert_eq!(can_see_event(&v, &e), oracle(&v, &e));
+        }
+
+        #[test]
+        fn admin_sees_everything(mut v in arb_viewer(), e in arb_event()) {
+            v.kind = OrgKind::Admin;
+            prop_assert!(can_see_event(&v, &e));
+        }
+
+        #[test]
+        fn a_cert_sees_its_country(mut v in arb_viewer(), mut e in arb_event(), c in prop::sample::select(COUNTRIES.to_vec())) {
+            v.kind = OrgKind::Cert;
+            v.scope.countries = vec![c.to_string()];
+            e.country = Some(c.to_string());
+            e.tlp = Tlp::Green;
+            v.clearance = Tlp::Amber;
+            prop_assert!(can_see_event(&v, &e));
+            // ... and an ISP with the same "countries" does not, unless the event is in its networks.
+            v.kind = OrgKind::Isp;
+            prop_assert_eq!(can_see_event(&v, &e), oracle(&v, &e));
+        }
+
+        #[test]
+        fn the_fan_out_index_delivers_exactly_the_visible(
+            viewers in prop::collection::vec(arb_viewer(), 0..12),
+            events in prop::collection::vec(arb_event(), 1..30),
+            remove in prop::collection::vec(0usize..12, 0..4),
+        ) {
+            let mut index = AudienceIndex::new();
+            for (k, v) in viewers.iter().enumerate() {
+                index.insert(k, v.clone());
+            }
+            let removed: BTreeSet<usize> = remove.into_iter().filter(|k| *k < viewers.len()).collect();
+            for k in &removed {
+                index.remove(*k);
+            }
+            for e in &events {
+                let mut got = Vec::new();
+                index.audience(e, &mut got);
+                let want: Vec<usize> = viewers
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, v)| !removed.contains(k) && oracle(v, e))
+                    .map(|(k, _)| k)
+                    .collect();
+                prop_assert_eq!(got, want);
+            }
+        }
     }
 }

@@ -26,7 +26,13 @@ pub enum Tlp {
 
 impl Tlp {
     /// Every label, least restricted first.
-    pub const ALL: [Tlp; 5] = [Tlp::Clear, Tlp::Green, Tlp::Amber, Tlp::AmberStrict, Tlp::Red];
+    pub const ALL: [Tlp; 5] = [
+        Tlp::Clear,
+        Tlp::Green,
+        Tlp::Amber,
+        Tlp::AmberStrict,
+        Tlp::Red,
+    ];
 
     /// The canonical lower-case name used in JSON: `clear`, `green`, `amber`, `amber+strict`, `red`.
     pub fn as_str(self) -> &'static str {

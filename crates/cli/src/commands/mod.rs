@@ -1,0 +1,6 @@
+//! The subcommands of the binary, one file each.
+
+pub mod geo;
+pub mod ingest;
+pub mod org;
+pub mod serve;

@@ -1,0 +1,95 @@
+//! `threatfeed serve`: runs the feed server until SIGINT / SIGTERM, then shuts down without
+//! losing acknowledged events.
+
+use anyhow::Context;
+use std::path::PathBuf;
+use threatfeed_server::app::AdminBootstrap;
+use threatfeed_server::{RawConfig, Server};
+
+/// Options of `serve`. Flags override the environment, which overrides the config file.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see config.example.toml).
+    #[arg(long, env = "THREATFEED_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Listen address [default: 127.0.0.1:8080].
+    #[arg(long, env = "THREATFEED_LISTEN")]
+    pub listen: Option<String>,
+    /// Data directory [default: ./threatfeed-data].
+    #[arg(long = "data-dir", env = "THREATFEED_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Event log engine: redb or fjall [default: redb].
+    #[arg(long = "log-backend", env = "THREATFEED_LOG_BACKEND")]
+    pub log_backend: Option<String>,
+    /// Log format: text or json.
+    #[arg(long = "log-format", env = "THREATFEED_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("THREATFEED_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn stop_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Runs the server.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing(&args.log_format);
+    let mut raw = match &args.config {
+        Some(p) => RawConfig::from_file(p)?,
+        None => RawConfig::default(),
+    };
+    if args.listen.is_some() {
+        raw.listen = args.listen.clone();
+    }
+    if args.data_dir.is_some() {
+        raw.data_dir = args.data_dir.clone();
+    }
+    if args.log_backend.is_some() {
+        raw.log_backend = args.log_backend.clone();
+    }
+    let config = raw.validate()?;
+    let listen = config.listen;
+    let env_token = std::env::var("THREATFEED_ADMIN_TOKEN").ok();
+    let server = tokio::task::block_in_place(|| Server::open(config, env_token.as_deref()))?;
+    match &server.admin {
+        AdminBootstrap::Created { token, path } => {
+            println!("admin token (shown once; also written to {}): {token}", path.display());
+        }
+        AdminBootstrap::FromEnv => tracing::info!("admin token taken from THREATFEED_ADMIN_TOKEN"),
+        AdminBootstrap::Existing => tracing::info!("admin token unchanged (see admin.token in the data directory)"),
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr().context("listener address")?;
+    tracing::info!(%local, "threatfeed listening");
+    println!("listening on http://{local}");
+    server.serve(listener, stop_signal()).await
+}

@@ -1,0 +1,312 @@
+//! Wiring: opens the stores, bootstraps the admin, starts the writer / fan-out threads and the
+//! background tasks, builds the router, serves until a shutdown signal, and shuts down without
+//! losing anything acknowledged (stop accepting → finish in-flight requests → commit what is
+//! queued → close the log).
+
+use crate::auth::{Auth, new_id, new_token};
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::pipeline::committer::{Committer, CommitterThreads};
+use crate::pipeline::enrich::Enricher;
+use crate::ratelimit::RateLimiter;
+use crate::routes;
+use crate::telemetry;
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use threatfeed_core::geo::GeoDb;
+use threatfeed_core::{Org, OrgKind, Scope, Tlp, TokenRecord};
+use threatfeed_store::log::{EventLog, open_log};
+use threatfeed_store::state::StateStore;
+use tokio_util::sync::CancellationToken;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// The durable event log.
+    pub log: Arc<dyn EventLog>,
+    /// Members and tokens.
+    pub state: Arc<StateStore>,
+    /// Token table.
+    pub auth: Arc<Auth>,
+    /// Group committer.
+    pub committer: Committer,
+    /// Live fan-out.
+    pub hub: Arc<Hub>,
+    /// Enrichment tables.
+    pub enricher: Arc<Enricher>,
+    /// Ingest rate limit.
+    pub ingest_limiter: Arc<RateLimiter>,
+    /// Prometheus handle.
+    pub metrics: PrometheusHandle,
+    /// Cancelled when the server starts shutting down.
+    pub shutdown: CancellationToken,
+}
+
+/// Name of the geo snapshot written into the data directory by `threatfeed geo import`.
+pub const GEO_SNAPSHOT_FILE: &str = "geo.tfgeo.gz";
+/// Name of the admin token file.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// Loads the geo table: the configured snapshot, else `<data_dir>/geo.tfgeo.gz`, else the bundled one.
+pub fn load_geo(cfg: &Config) -> anyhow::Result<(GeoDb, String)> {
+    let candidates: Vec<PathBuf> = match &cfg.geo_snapshot {
+        Some(p) => vec![p.clone()],
+        None => vec![cfg.data_dir.join(GEO_SNAPSHOT_FILE)],
+    };
+    for p in candidates {
+        if p.exists() || cfg.geo_snapshot.is_some() {
+            let bytes = std::fs::read(&p)
+                .with_context(|| format!("reading geo snapshot {}", p.display()))?;
+            let db = GeoDb::from_snapshot(&bytes)
+                .with_context(|| format!("loading geo snapshot {}", p.display()))?;
+            return Ok((db, p.display().to_string()));
+        }
+    }
+    Ok((
+        GeoDb::embedded().context("loading the bundled geo snapshot")?,
+        "bundled".to_string(),
+    ))
+}
+
+/// What the admin bootstrap did, for the binary to print.
+#[derive(Debug)]
+pub enum AdminBootstrap {
+    /// A new token was created and written to the file; print it once.
+    Created {
+        /// The secret.
+        token: String,
+        /// Where it was written.
+        path: PathBuf,
+    },
+    /// `THREATFEED_ADMIN_TOKEN` is the admin token.
+    FromEnv,
+    /// An admin token already exists.
+    Existing,
+}
+
+fn write_secret_file(path: &Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(format!("{secret}\n").as_bytes())?;
+    f.sync_all()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// Ensures an admin organisation and token exist (PRODUCT.md, "Admin bootstrap").
+pub fn bootstrap_admin(
+    state: &StateStore,
+    auth: &Auth,
+    data_dir: &Path,
+    env_token: Option<&str>,
+) -> anyhow::Result<AdminBootstrap> {
+    let admin = match state
+        .orgs()?
+        .into_iter()
+        .find(|o| o.kind == OrgKind::Admin && o.name == "admin")
+    {
+        Some(o) => o,
+        None => {
+            let org = Org {
+                id: new_id("org"),
+                name: "admin".into(),
+                kind: OrgKind::Admin,
+                scope: Scope::default(),
+                tlp_clearance: Tlp::Red,
+                created: jiff::Timestamp::now(),
+            };
+            state.put_org(&org)?;
+            org
+        }
+    };
+    if let Some(secret) = env_token.map(str::trim).filter(|s| !s.is_empty()) {
+        auth.set_env_admin(secret, &admin.id);
+        return Ok(AdminBootstrap::FromEnv);
+    }
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    let has_token = state
+        .tokens()?
+        .iter()
+        .any(|t| t.org_id == admin.id && t.label == "bootstrap" && t.revoked.is_none());
+    if has_token && path.exists() {
+        return Ok(AdminBootstrap::Existing);
+    }
+    let (secret, hash) = new_token();
+    let rec = TokenRecord {
+        id: new_id("tok"),
+        org_id: admin.id.clone(),
+        hash,
+        label: "bootstrap".into(),
+        created: jiff::Timestamp::now(),
+        revoked: None,
+    };
+    state.put_token(&rec)?;
+    write_secret_file(&path, &secret)?;
+    Ok(AdminBootstrap::Created {
+        token: secret,
+        path,
+    })
+}
+
+/// Builds the router over `state`.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.limits.max_body_bytes;
+    let api = Router::new()
+        .route("/orgs", post(routes::orgs::create).get(routes::orgs::list))
+        .route("/orgs/{id}", get(routes::orgs::get))
+        .route("/orgs/{id}/tokens", post(routes::orgs::create_token))
+        .route("/tokens", get(routes::orgs::list_tokens))
+        .route("/tokens/{id}", delete(routes::orgs::revoke_token))
+        .route("/me", get(routes::orgs::me))
+        .route(
+            "/events",
+            post(routes::events::ingest).get(routes::events::list),
+        )
+        .route("/stream", get(routes::stream::stream))
+        .route("/reports/infections", get(routes::reports::infections))
+        .route("/admin/geo/reload", post(routes::ops::geo_reload))
+        .fallback(api_not_found)
+        .layer(DefaultBodyLimit::max(body_limit));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(routes::ops::healthz))
+        .route("/metrics", get(routes::ops::metrics))
+        .fallback(api_not_found)
+        .with_state(state)
+}
+
+async fn api_not_found(uri: axum::http::Uri) -> crate::error::ApiError {
+    crate::error::ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+/// A started server, before it serves.
+pub struct Server {
+    state: AppState,
+    threads: CommitterThreads,
+    /// What the admin bootstrap did.
+    pub admin: AdminBootstrap,
+}
+
+impl Server {
+    /// Opens everything under `config.data_dir`.
+    pub fn open(config: Config, env_admin_token: Option<&str>) -> anyhow::Result<Server> {
+        let metrics = telemetry::install();
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let log = open_log(config.log_backend, &config.data_dir)
+            .with_context(|| format!("opening the event log in {}", config.data_dir.display()))?;
+        let state =
+            Arc::new(StateStore::open(&config.data_dir).context("opening the member store")?);
+        let auth = Arc::new(Auth::default());
+        let admin = bootstrap_admin(&state, &auth, &config.data_dir, env_admin_token)?;
+        auth.reload(&state).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (geo, source) = load_geo(&config)?;
+        tracing::info!(source, stats = ?geo.stats(), "geo table loaded");
+        let stats = log.stats();
+        telemetry::log_size(stats.records, stats.bytes, stats.last_seq);
+        tracing::info!(
+            backend = log.backend(),
+            last_seq = stats.last_seq,
+            records = stats.records,
+            "event log opened"
+        );
+        let hub = Arc::new(Hub::new(config.subscriber_buffer, stats.last_seq));
+        let (committer, threads) = Committer::start(log.clone(), hub.clone())?;
+        let state = AppState {
+            ingest_limiter: Arc::new(RateLimiter::new(config.limits.ingest_events_per_sec)),
+            config: Arc::new(config),
+            log,
+            state,
+            auth,
+            committer,
+            hub,
+            enricher: Arc::new(Enricher::new(geo)),
+            metrics,
+            shutdown: CancellationToken::new(),
+        };
+        Ok(Server {
+            state,
+            threads,
+            admin,
+        })
+    }
+
+    /// The shared state (for tests that drive the router in-process).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves on `listener` until `stop` resolves, then shuts down gracefully.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let app = router(state.clone());
+        let background = spawn_background(state.clone());
+        let shutdown = state.shutdown.clone();
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            stop.await;
+            tracing::info!("shutting down: no new requests; finishing in-flight ones");
+            shutdown.cancel();
+        });
+        serve.await.context("http server")?;
+        background.abort();
+        state.committer.stop().await;
+        let threads = self.threads;
+        tokio::task::spawn_blocking(move || threads.join())
+            .await
+            .context("joining writer")?;
+        let stats = state.log.stats();
+        tracing::info!(last_seq = stats.last_seq, "event log closed cleanly");
+        Ok(())
+    }
+}
+
+fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let retention_every = Duration::from_secs(state.config.retention_interval_secs);
+        let mut retention = tokio::time::interval(retention_every);
+        let mut gauges = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = retention.tick() => {
+                    let log = state.log.clone();
+                    let policy = state.config.retention;
+                    let now_ms = jiff::Timestamp::now().as_millisecond();
+                    match tokio::task::spawn_blocking(move || log.trim(&policy, now_ms)).await {
+                        Ok(Ok(n)) => telemetry::retention_trimmed(n),
+                        Ok(Err(err)) => tracing::error!(%err, "retention failed"),
+                        Err(err) => tracing::error!(%err, "retention task failed"),
+                    }
+                }
+                _ = gauges.tick() => {
+                    telemetry::process_memory();
+                    telemetry::subscriber_lag(state.hub.max_lag());
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,9 @@
+//! The ingest pipeline after parsing: enrich (geo) → group commit to the durable log → hand the
+//! committed events to the fan-out.
+//!
+//! - [`enrich`] — ASN, AS name, country and threat id from lock-free read-mostly tables;
+//! - [`committer`] — the single writer thread that gathers concurrent requests into one log
+//!   append (one fsync for many events) and acknowledges only after the commit.
+
+pub mod committer;
+pub mod enrich;
