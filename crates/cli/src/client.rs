@@ -11,13 +11,21 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
     /// Server base URL.
-    #[arg(long, env = "THREATFEED_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "THREATFEED_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub server: String,
     /// API token. Default: THREATFEED_TOKEN, else <data-dir>/admin.token when readable.
     #[arg(long, env = "THREATFEED_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Data directory whose admin.token is used when no token is given.
-    #[arg(long = "data-dir", env = "THREATFEED_DATA_DIR", default_value = "./threatfeed-data")]
+    #[arg(
+        long = "data-dir",
+        env = "THREATFEED_DATA_DIR",
+        default_value = "./threatfeed-data"
+    )]
     pub data_dir: PathBuf,
 }
 
@@ -41,26 +49,38 @@ impl ClientArgs {
                     .map_err(|_| anyhow!("no token: pass --token, set THREATFEED_TOKEN, or run next to the server's data directory ({} not readable)", p.display()))?
             }
         };
-        let http = reqwest::Client::builder().build().context("building the http client")?;
-        Ok(Client { http, base: self.server.trim_end_matches('/').to_string(), token })
+        let http = reqwest::Client::builder()
+            .build()
+            .context("building the http client")?;
+        Ok(Client {
+            http,
+            base: self.server.trim_end_matches('/').to_string(),
+            token,
+        })
     }
 }
 
 impl Client {
     /// A request to `path` (starting with `/`).
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http.request(method, format!("{}{}", self.base, path)).bearer_auth(&self.token)
+        self.http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(&self.token)
     }
 
     /// Sends and decodes a JSON answer, turning API errors into messages.
     pub async fn send_json(&self, req: RequestBuilder) -> anyhow::Result<Value> {
-        let resp = req.send().await.with_context(|| format!("cannot reach the server at {}", self.base))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the server at {}", self.base))?;
         let status = resp.status();
         let text = resp.text().await.context("reading the answer")?;
         if !status.is_success() {
             return Err(api_error(status, &text));
         }
-        serde_json::from_str(&text).with_context(|| format!("the server answered non-JSON: {text:.200}"))
+        serde_json::from_str(&text)
+            .with_context(|| format!("the server answered non-JSON: {text:.200}"))
     }
 }
 

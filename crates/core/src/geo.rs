@@ -1326,6 +1326,11 @@ mod tests {
         assert_eq!(db.lookup(ip("223.255.255.0")).asn, None);
         assert_eq!(db.lookup(ip("255.255.255.255")), GeoInfo::default());
         assert_eq!(db.lookup(ip("0.0.0.0")), GeoInfo::default());
+        // The one overlap in the source (AS749 214.95.0.0-215.0.255.255 over AS721
+        // 215.0.0.0-215.1.3.255): the narrower range wins.
+        assert_eq!(db.lookup(ip("214.255.255.255")).asn, Some(749));
+        assert_eq!(db.lookup(ip("215.0.0.0")).asn, Some(721));
+        assert_eq!(db.lookup(ip("215.1.3.255")).asn, Some(721));
         // IPv6: 2001:4860::/32 is US; 2001:4861:: is not in the country data.
         assert_eq!(db.lookup(ip("2001:4860::")).country, Some("US"));
         assert_eq!(

@@ -34,8 +34,13 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             let v = ingest::run(args).await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
-        BenchCommand::Store { events, batches, dir } => {
-            let v = tokio::task::spawn_blocking(move || store_bench(events, batches, dir)).await??;
+        BenchCommand::Store {
+            events,
+            batches,
+            dir,
+        } => {
+            let v =
+                tokio::task::spawn_blocking(move || store_bench(events, batches, dir)).await??;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
     }
@@ -44,7 +49,9 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 
 fn sample_event() -> Vec<u8> {
     let mut e = threatfeed_core::Event::new(
-        "203.0.113.77".parse().unwrap_or(std::net::IpAddr::from([203, 0, 113, 77])),
+        "203.0.113.77"
+            .parse()
+            .unwrap_or(std::net::IpAddr::from([203, 0, 113, 77])),
         jiff::Timestamp::now(),
         jiff::Timestamp::now(),
     );
@@ -65,7 +72,11 @@ fn sample_event() -> Vec<u8> {
     e.encode_stored()
 }
 
-fn store_bench(events: usize, batches: Vec<usize>, dir: Option<PathBuf>) -> anyhow::Result<serde_json::Value> {
+fn store_bench(
+    events: usize,
+    batches: Vec<usize>,
+    dir: Option<PathBuf>,
+) -> anyhow::Result<serde_json::Value> {
     let record = sample_event();
     let tmp;
     let base = match dir {
@@ -79,7 +90,9 @@ fn store_bench(events: usize, batches: Vec<usize>, dir: Option<PathBuf>) -> anyh
     for (i, b) in batches.iter().enumerate() {
         let d = base.join(format!("run{i}"));
         std::fs::create_dir_all(&d)?;
-        results.extend(threatfeed_store::bench::bench_backends(&d, events, *b, &record)?);
+        results.extend(threatfeed_store::bench::bench_backends(
+            &d, events, *b, &record,
+        )?);
     }
     Ok(serde_json::json!({"record_bytes": record.len(), "results": results}))
 }

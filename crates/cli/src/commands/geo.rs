@@ -38,7 +38,11 @@ pub enum GeoCommand {
         #[arg(required = true)]
         ips: Vec<String>,
         /// Data directory.
-        #[arg(long = "data-dir", env = "THREATFEED_DATA_DIR", default_value = "./threatfeed-data")]
+        #[arg(
+            long = "data-dir",
+            env = "THREATFEED_DATA_DIR",
+            default_value = "./threatfeed-data"
+        )]
         data_dir: PathBuf,
     },
 }
@@ -46,15 +50,27 @@ pub enum GeoCommand {
 /// Runs a `geo` subcommand.
 pub async fn run(cmd: GeoCommand) -> anyhow::Result<()> {
     match cmd {
-        GeoCommand::Import { asn_csv, country_csv, iptoasn, out, reload, client } => {
+        GeoCommand::Import {
+            asn_csv,
+            country_csv,
+            iptoasn,
+            out,
+            reload,
+            client,
+        } => {
             if asn_csv.is_empty() && country_csv.is_empty() && iptoasn.is_empty() {
                 bail!("nothing to import: give --asn-csv, --country-csv and/or --iptoasn files");
             }
             let mut b = GeoBuilder::new();
             let mut report = Vec::new();
-            for (kind, files) in [("asn-csv", &asn_csv), ("country-csv", &country_csv), ("iptoasn", &iptoasn)] {
+            for (kind, files) in [
+                ("asn-csv", &asn_csv),
+                ("country-csv", &country_csv),
+                ("iptoasn", &iptoasn),
+            ] {
                 for f in files {
-                    let r = std::fs::File::open(f).with_context(|| format!("cannot open {}", f.display()))?;
+                    let r = std::fs::File::open(f)
+                        .with_context(|| format!("cannot open {}", f.display()))?;
                     let r = std::io::BufReader::new(r);
                     let stats = match kind {
                         "asn-csv" => b.add_asn_csv(r),
@@ -69,24 +85,38 @@ pub async fn run(cmd: GeoCommand) -> anyhow::Result<()> {
                 }
             }
             let db = b.build();
-            let path = out.unwrap_or_else(|| client.data_dir.join(threatfeed_server::app::GEO_SNAPSHOT_FILE));
+            let path = out.unwrap_or_else(|| {
+                client
+                    .data_dir
+                    .join(threatfeed_server::app::GEO_SNAPSHOT_FILE)
+            });
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
             }
             let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, db.to_snapshot()).with_context(|| format!("writing {}", tmp.display()))?;
-            std::fs::rename(&tmp, &path).with_context(|| format!("installing {}", path.display()))?;
-            println!("{}", serde_json::json!({"snapshot": path.display().to_string(), "stats": db.stats(), "files": report}));
+            std::fs::write(&tmp, db.to_snapshot())
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &path)
+                .with_context(|| format!("installing {}", path.display()))?;
+            println!(
+                "{}",
+                serde_json::json!({"snapshot": path.display().to_string(), "stats": db.stats(), "files": report})
+            );
             if reload {
                 let c = client.connect()?;
-                let v = c.send_json(c.request(Method::POST, "/api/v1/admin/geo/reload")).await?;
+                let v = c
+                    .send_json(c.request(Method::POST, "/api/v1/admin/geo/reload"))
+                    .await?;
                 println!("{v}");
             }
         }
         GeoCommand::Lookup { ips, data_dir } => {
             let p = data_dir.join(threatfeed_server::app::GEO_SNAPSHOT_FILE);
             let db = if p.exists() {
-                GeoDb::from_snapshot(&std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?)?
+                GeoDb::from_snapshot(
+                    &std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
+                )?
             } else {
                 GeoDb::embedded()?
             };
@@ -95,7 +125,10 @@ pub async fn run(cmd: GeoCommand) -> anyhow::Result<()> {
                     bail!("not an ip address: {ip:?}");
                 };
                 let g = db.lookup(addr);
-                println!("{}", serde_json::json!({"ip": addr, "asn": g.asn, "as_name": g.as_name, "country": g.country}));
+                println!(
+                    "{}",
+                    serde_json::json!({"ip": addr, "asn": g.asn, "as_name": g.as_name, "country": g.country})
+                );
             }
         }
     }

@@ -32,22 +32,36 @@ fn open(path: &PathBuf) -> anyhow::Result<Box<dyn BufRead>> {
     let raw: Box<dyn Read> = if path.as_os_str() == "-" {
         Box::new(std::io::stdin())
     } else {
-        Box::new(std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?)
+        Box::new(
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+        )
     };
     let mut br = BufReader::new(raw);
-    let gz = br.fill_buf().map(|b| b.starts_with(&[0x1f, 0x8b])).unwrap_or(false);
-    Ok(if gz { Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(br))) } else { Box::new(br) })
+    let gz = br
+        .fill_buf()
+        .map(|b| b.starts_with(&[0x1f, 0x8b]))
+        .unwrap_or(false);
+    Ok(if gz {
+        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(br)))
+    } else {
+        Box::new(br)
+    })
 }
 
 /// Splits a file into records: NDJSON lines, or the elements of one JSON array.
 fn records(path: &PathBuf) -> anyhow::Result<Vec<(usize, String)>> {
     let mut r = open(path)?;
     let mut text = String::new();
-    r.read_to_string(&mut text).with_context(|| format!("reading {} (not UTF-8 text?)", path.display()))?;
+    r.read_to_string(&mut text)
+        .with_context(|| format!("reading {} (not UTF-8 text?)", path.display()))?;
     if text.trim_start().starts_with('[') {
-        let items: Vec<serde_json::Value> =
-            serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON array", path.display()))?;
-        return Ok(items.into_iter().enumerate().map(|(i, v)| (i + 1, v.to_string())).collect());
+        let items: Vec<serde_json::Value> = serde_json::from_str(&text)
+            .with_context(|| format!("{}: invalid JSON array", path.display()))?;
+        return Ok(items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (i + 1, v.to_string()))
+            .collect());
     }
     Ok(text
         .lines()
@@ -69,8 +83,10 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     }
     let bar = ProgressBar::new(all.len() as u64);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} records  {per_sec}  eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} {bar:40} {pos}/{len} records  {per_sec}  eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = std::time::Instant::now();
     let (mut accepted, mut rejected, mut last_seq) = (0u64, 0u64, 0u64);
@@ -82,14 +98,26 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             body.push('\n');
         }
         let req = client
-            .request(Method::POST, &format!("/api/v1/events?format={}", args.format))
+            .request(
+                Method::POST,
+                &format!("/api/v1/events?format={}", args.format),
+            )
             .header("content-type", "application/x-ndjson")
             .body(body);
         let mut attempt = 0;
         let v = loop {
-            let resp = req.try_clone().context("request")?.send().await.context("cannot reach the server")?;
+            let resp = req
+                .try_clone()
+                .context("request")?
+                .send()
+                .await
+                .context("cannot reach the server")?;
             let status = resp.status();
-            let retry = resp.headers().get("retry-after").and_then(|h| h.to_str().ok()).and_then(|s| s.parse::<u64>().ok());
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|h| h.to_str().ok())
+                .and_then(|s| s.parse::<u64>().ok());
             let text = resp.text().await.unwrap_or_default();
             if status.as_u16() == 429 && attempt < 10 {
                 attempt += 1;
@@ -100,7 +128,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
                 bar.abandon();
                 return Err(api_error(status, &text));
             }
-            break serde_json::from_str::<serde_json::Value>(&text).context("server answer is not JSON")?;
+            break serde_json::from_str::<serde_json::Value>(&text)
+                .context("server answer is not JSON")?;
         };
         accepted += v["accepted"].as_u64().unwrap_or(0);
         last_seq = v["last_seq"].as_u64().unwrap_or(last_seq);
@@ -109,8 +138,16 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             if shown < args.show_rejected {
                 shown += 1;
                 let i = r["index"].as_u64().unwrap_or(0) as usize;
-                let (file, line) = chunk.get(i).map(|(f, l, _)| (f.as_str(), *l)).unwrap_or(("?", 0));
-                bar.suspend(|| eprintln!("rejected {file}:{line}: {}", r["error"].as_str().unwrap_or("")));
+                let (file, line) = chunk
+                    .get(i)
+                    .map(|(f, l, _)| (f.as_str(), *l))
+                    .unwrap_or(("?", 0));
+                bar.suspend(|| {
+                    eprintln!(
+                        "rejected {file}:{line}: {}",
+                        r["error"].as_str().unwrap_or("")
+                    )
+                });
             }
         }
         bar.inc(chunk.len() as u64);
@@ -126,7 +163,10 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         })
     );
     if rejected > shown as u64 {
-        eprintln!("{} more rejected records not shown (--show-rejected N)", rejected - shown as u64);
+        eprintln!(
+            "{} more rejected records not shown (--show-rejected N)",
+            rejected - shown as u64
+        );
     }
     Ok(())
 }

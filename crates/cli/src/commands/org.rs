@@ -28,6 +28,9 @@ pub enum OrgCommand {
         /// Most restricted TLP it may receive [default: amber].
         #[arg(long = "tlp-clearance")]
         tlp_clearance: Option<String>,
+        /// Print only the new token (for scripts).
+        #[arg(long = "token-only")]
+        token_only: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -67,21 +70,39 @@ pub enum TokenCommand {
 }
 
 fn print(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
 }
 
 /// Runs an `org` subcommand.
 pub async fn run_org(cmd: OrgCommand) -> anyhow::Result<()> {
     match cmd {
-        OrgCommand::Create { name, kind, cidrs, asns, countries, tlp_clearance, client } => {
+        OrgCommand::Create {
+            name,
+            kind,
+            cidrs,
+            asns,
+            countries,
+            tlp_clearance,
+            token_only,
+            client,
+        } => {
             let c = client.connect()?;
             let mut body = json!({"name": name, "kind": kind, "scope": {"cidrs": cidrs, "asns": asns, "countries": countries}});
             if let Some(t) = tlp_clearance {
                 body["tlp_clearance"] = json!(t);
             }
-            let v = c.send_json(c.request(Method::POST, "/api/v1/orgs").json(&body)).await?;
-            print(&v);
-            eprintln!("the token above is shown once: store it now");
+            let v = c
+                .send_json(c.request(Method::POST, "/api/v1/orgs").json(&body))
+                .await?;
+            if token_only {
+                println!("{}", v["token"].as_str().unwrap_or(""));
+            } else {
+                print(&v);
+                eprintln!("the token above is shown once: store it now");
+            }
         }
         OrgCommand::List { client } => {
             let c = client.connect()?;
@@ -109,27 +130,38 @@ pub async fn run_token(cmd: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::Create { org, label, client } => {
             let c = client.connect()?;
             let v = c
-                .send_json(c.request(Method::POST, &format!("/api/v1/orgs/{org}/tokens")).json(&json!({"label": label})))
+                .send_json(
+                    c.request(Method::POST, &format!("/api/v1/orgs/{org}/tokens"))
+                        .json(&json!({"label": label})),
+                )
                 .await?;
             print(&v);
             eprintln!("the token above is shown once: store it now");
         }
         TokenCommand::List { client } => {
             let c = client.connect()?;
-            let v = c.send_json(c.request(Method::GET, "/api/v1/tokens")).await?;
+            let v = c
+                .send_json(c.request(Method::GET, "/api/v1/tokens"))
+                .await?;
             for t in v["tokens"].as_array().into_iter().flatten() {
                 println!(
                     "{}\t{}\t{}\t{}",
                     t["id"].as_str().unwrap_or(""),
                     t["org_id"].as_str().unwrap_or(""),
-                    if t["revoked"].is_null() { "active" } else { "revoked" },
+                    if t["revoked"].is_null() {
+                        "active"
+                    } else {
+                        "revoked"
+                    },
                     t["label"].as_str().unwrap_or("")
                 );
             }
         }
         TokenCommand::Revoke { id, client } => {
             let c = client.connect()?;
-            let v = c.send_json(c.request(Method::DELETE, &format!("/api/v1/tokens/{id}"))).await?;
+            let v = c
+                .send_json(c.request(Method::DELETE, &format!("/api/v1/tokens/{id}")))
+                .await?;
             print(&v);
         }
     }

@@ -22,14 +22,20 @@ pub struct ServeArgs {
     #[arg(long = "log-backend", env = "THREATFEED_LOG_BACKEND")]
     pub log_backend: Option<String>,
     /// Log format: text or json.
-    #[arg(long = "log-format", env = "THREATFEED_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long = "log-format",
+        env = "THREATFEED_LOG_FORMAT",
+        default_value = "text"
+    )]
     pub log_format: String,
 }
 
 fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("THREATFEED_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -80,10 +86,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let server = tokio::task::block_in_place(|| Server::open(config, env_token.as_deref()))?;
     match &server.admin {
         AdminBootstrap::Created { token, path } => {
-            println!("admin token (shown once; also written to {}): {token}", path.display());
+            println!(
+                "admin token (shown once; also written to {}): {token}",
+                path.display()
+            );
         }
         AdminBootstrap::FromEnv => tracing::info!("admin token taken from THREATFEED_ADMIN_TOKEN"),
-        AdminBootstrap::Existing => tracing::info!("admin token unchanged (see admin.token in the data directory)"),
+        AdminBootstrap::Existing => {
+            tracing::info!("admin token unchanged (see admin.token in the data directory)")
+        }
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await

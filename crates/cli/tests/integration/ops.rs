@@ -63,3 +63,32 @@ fn the_example_config_is_accepted_by_the_binary() {
     assert!(s.base.starts_with("http://127.0.0.1:"));
     assert!(s.terminate().success());
 }
+
+#[tokio::test]
+async fn retention_trims_the_oldest_events_and_seq_keeps_counting() {
+    let s = Server::start_with(
+        Some("[retention]\nmax_events = 10\ninterval_secs = 1\n"),
+        &[],
+    );
+    let lines: Vec<serde_json::Value> = (0..30).map(|i| ev("192.0.2.1", "emotet", i)).collect();
+    let (st, v) = post_events(&s, ADMIN, &lines).await;
+    assert!(st.is_success(), "{v}");
+    let mut records = u64::MAX;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let (_, h) = get(&s, ADMIN, "/healthz").await;
+        records = h["log_records"].as_u64().expect("records");
+        if records <= 10 {
+            break;
+        }
+    }
+    assert_eq!(records, 10);
+    let seqs: Vec<u64> = all_events(&s, ADMIN)
+        .await
+        .iter()
+        .map(|e| e["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(seqs, (21..=30).collect::<Vec<_>>(), "the newest are kept");
+    let (_, v) = post_events(&s, ADMIN, &[ev("192.0.2.1", "emotet", 99)]).await;
+    assert_eq!(v["last_seq"], 31, "seqs are never reused");
+}

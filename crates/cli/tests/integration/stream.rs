@@ -144,7 +144,13 @@ async fn a_subscriber_that_falls_behind_is_caught_up_from_the_log_not_dropped() 
     let total = 60_000u64;
     for chunk in 0..60u64 {
         let lines: Vec<Value> = (0..1000)
-            .map(|i| ev(&format!("10.{}.{}.{}", chunk, i / 250, i % 250), "emotet", chunk * 1000 + i))
+            .map(|i| {
+                ev(
+                    &format!("10.{}.{}.{}", chunk, i / 250, i % 250),
+                    "emotet",
+                    chunk * 1000 + i,
+                )
+            })
             .collect();
         let (st, v) = post_events(&s, ADMIN, &lines).await;
         assert!(st.is_success(), "{v}");
