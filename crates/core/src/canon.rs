@@ -62,7 +62,16 @@ pub fn canonical_host(raw: &str) -> Result<String, HostError> {
         return Ok(ip.to_string());
     }
     let name = without_port.strip_suffix('.').unwrap_or(without_port);
-    let ascii = idna::domain_to_ascii(name).map_err(|_| HostError(raw.to_string()))?;
+    // Fast path: already lower-case ASCII letters, digits, '-', '_' and '.' need no IDNA mapping
+    // (labels starting with "xn--" still go through IDNA to be validated).
+    let plain = name.bytes().all(|b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'_'
+    }) && !name.contains("xn--");
+    let ascii = if plain {
+        name.to_string()
+    } else {
+        idna::domain_to_ascii(name).map_err(|_| HostError(raw.to_string()))?
+    };
     if ascii.is_empty() || ascii.len() > 253 {
         return Err(HostError(raw.to_string()));
     }

@@ -19,7 +19,11 @@ use crate::canon::{canonical_host, parse_ip};
 use crate::event::Event;
 use crate::tlp::Tlp;
 use jiff::Timestamp;
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
 
 /// Which record shape the body carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,6 +81,183 @@ impl Default for ParseLimits {
     }
 }
 
+/// One field's value as found in a record: a JSON scalar, borrowed from the body where possible.
+/// Objects and arrays are skipped and kept only as a description, for error messages.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar<'a> {
+    /// `null`.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// A non-negative integer.
+    UInt(u64),
+    /// A negative integer.
+    Int(i64),
+    /// A number with a fraction or exponent.
+    Float(f64),
+    /// A string.
+    Str(Cow<'a, str>),
+    /// An object or array (not accepted by any field).
+    Composite(&'static str),
+}
+
+impl fmt::Display for Scalar<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scalar::Null => f.write_str("null"),
+            Scalar::Bool(b) => write!(f, "{b}"),
+            Scalar::UInt(n) => write!(f, "{n}"),
+            Scalar::Int(n) => write!(f, "{n}"),
+            Scalar::Float(x) => write!(f, "{x}"),
+            Scalar::Str(s) => write!(f, "{:?}", truncate(s, 80)),
+            Scalar::Composite(what) => write!(f, "an {what}"),
+        }
+    }
+}
+
+impl Scalar<'_> {
+    fn as_f64(&self) -> Option<f64> {
+        match self {
+            Scalar::UInt(n) => Some(*n as f64),
+            Scalar::Int(n) => Some(*n as f64),
+            Scalar::Float(x) => Some(*x),
+            _ => None,
+        }
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a json value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Scalar::Bool(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Scalar::UInt(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(if v >= 0 {
+            Scalar::UInt(v as u64)
+        } else {
+            Scalar::Int(v)
+        })
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Scalar::Float(v))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Composite("object"))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Composite("array"))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+type Field<'a> = Option<Scalar<'a>>;
+
+/// A record of threatfeed's own shape, fields not yet validated. Unknown fields are ignored.
+#[derive(Debug, Default, Deserialize)]
+struct RawEvent<'a> {
+    #[serde(default, borrow)]
+    time: Field<'a>,
+    #[serde(default, borrow)]
+    src_ip: Field<'a>,
+    #[serde(default, borrow)]
+    src_port: Field<'a>,
+    #[serde(default, borrow)]
+    dst_ip: Field<'a>,
+    #[serde(default, borrow)]
+    dst_port: Field<'a>,
+    #[serde(default, borrow)]
+    proto: Field<'a>,
+    #[serde(default, borrow)]
+    host: Field<'a>,
+    #[serde(default, borrow)]
+    url: Field<'a>,
+    #[serde(default, borrow)]
+    user_agent: Field<'a>,
+    #[serde(default, borrow)]
+    family: Field<'a>,
+    #[serde(default, borrow)]
+    sensor: Field<'a>,
+    #[serde(default, borrow)]
+    confidence: Field<'a>,
+    #[serde(default, borrow)]
+    tlp: Field<'a>,
+}
+
+/// The `HttpInfo` part of a CTIP record.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawHttpInfo<'a> {
+    #[serde(default, borrow)]
+    http_host: Field<'a>,
+    #[serde(default, borrow)]
+    http_request: Field<'a>,
+    #[serde(default, borrow)]
+    http_user_agent: Field<'a>,
+}
+
+/// A Microsoft CTIP-Infected record, fields not yet validated.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawCtip<'a> {
+    #[serde(default, borrow)]
+    source_ip: Field<'a>,
+    #[serde(default, borrow)]
+    source_port: Field<'a>,
+    #[serde(default, borrow)]
+    destination_ip: Field<'a>,
+    #[serde(default, borrow)]
+    destination_port: Field<'a>,
+    #[serde(default, borrow)]
+    date_time_received_utc: Field<'a>,
+    #[serde(default, borrow)]
+    malware: Field<'a>,
+    #[serde(default, borrow)]
+    threat_confidence: Field<'a>,
+    #[serde(default, borrow, rename = "TLP")]
+    tlp: Field<'a>,
+    #[serde(default, borrow)]
+    data_feed: Field<'a>,
+    #[serde(default, borrow)]
+    sourced_from: Field<'a>,
+    #[serde(default, borrow)]
+    transport: Field<'a>,
+    #[serde(default, borrow)]
+    http_info: Option<RawHttpInfo<'a>>,
+}
+
 /// Parses a whole (decompressed) body.
 pub fn parse_body(
     body: &[u8],
@@ -87,7 +268,7 @@ pub fn parse_body(
     let mut out = Parsed::default();
     let first = body.iter().position(|b| !b.is_ascii_whitespace());
     let mut index = 0usize;
-    let push = |out: &mut Parsed, index: usize, rec: Result<Value, String>| {
+    let push = |out: &mut Parsed, index: usize, record: &[u8]| {
         if index >= limits.max_records {
             if index == limits.max_records {
                 out.rejected.push(Rejection {
@@ -100,10 +281,14 @@ pub fn parse_body(
             }
             return;
         }
-        let r = rec.and_then(|v| match format {
-            InputFormat::Events => event_from_value(&v, received),
-            InputFormat::Ctip => event_from_ctip(&v, received),
-        });
+        let r = match format {
+            InputFormat::Events => {
+                decode::<RawEvent<'_>>(record).and_then(|raw| event_from_raw(raw, received))
+            }
+            InputFormat::Ctip => {
+                decode::<RawCtip<'_>>(record).and_then(|raw| event_from_raw_ctip(raw, received))
+            }
+        };
         match r {
             Ok(e) => out.events.push((index, e)),
             Err(error) => out.rejected.push(Rejection { index, error }),
@@ -111,10 +296,10 @@ pub fn parse_body(
     };
     match first.map(|i| body[i]) {
         None => {}
-        Some(b'[') => match serde_json::from_slice::<Vec<Value>>(body) {
+        Some(b'[') => match serde_json::from_slice::<Vec<&RawValue>>(body) {
             Ok(items) => {
                 for v in items {
-                    push(&mut out, index, Ok(v));
+                    push(&mut out, index, v.get().as_bytes());
                     index += 1;
                 }
             }
@@ -129,19 +314,12 @@ pub fn parse_body(
                 if line.iter().all(|b| b.is_ascii_whitespace()) {
                     continue;
                 }
-                let rec = serde_json::from_slice::<Value>(line).map_err(|e| {
-                    format!(
-                        "invalid json: {e}: {:?}",
-                        truncate(&String::from_utf8_lossy(line), 80)
-                    )
-                });
-                push(&mut out, index, rec);
+                push(&mut out, index, line);
                 index += 1;
             }
         }
     }
     if index > limits.max_records {
-        // Count of the records beyond the limit, for the caller's message.
         if let Some(r) = out
             .rejected
             .iter_mut()
@@ -156,6 +334,29 @@ pub fn parse_body(
     out
 }
 
+/// Decodes one record into its raw shape, with a readable error.
+fn decode<'a, T: Deserialize<'a>>(record: &'a [u8]) -> Result<T, String> {
+    let shown = || truncate(&String::from_utf8_lossy(record), 80);
+    // Structs would also accept a JSON array positionally: refuse anything but an object.
+    let first = record.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(
+        first,
+        Some(b'[') | Some(b'"') | Some(b'-') | Some(b'0'..=b'9') | Some(b't' | b'f' | b'n')
+    ) {
+        if serde_json::from_slice::<IgnoredAny>(record).is_ok() {
+            return Err(format!("record is not a json object: {:?}", shown()));
+        }
+    }
+    serde_json::from_slice::<T>(record).map_err(|e| {
+        let shown = shown();
+        if e.is_data() {
+            format!("invalid record: {e}")
+        } else {
+            format!("invalid json: {e}: {shown:?}")
+        }
+    })
+}
+
 fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
@@ -166,20 +367,11 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-fn show(v: &Value) -> String {
-    truncate(&v.to_string(), 80)
-}
-
-fn as_object(v: &Value) -> Result<&Map<String, Value>, String> {
-    v.as_object()
-        .ok_or_else(|| format!("record is not a json object: {}", show(v)))
-}
-
 /// Parses a time: RFC 3339 string, or epoch seconds (integer, float or numeric string).
-pub fn parse_time(v: &Value) -> Result<Timestamp, String> {
-    let bad = || format!("time: expected RFC 3339 or epoch seconds, got {}", show(v));
+pub fn parse_time(v: &Scalar<'_>) -> Result<Timestamp, String> {
+    let bad = || format!("time: expected RFC 3339 or epoch seconds, got {v}");
     match v {
-        Value::String(s) => {
+        Scalar::Str(s) => {
             let t = s.trim();
             if let Ok(ts) = t.parse::<Timestamp>() {
                 return Ok(ts);
@@ -189,8 +381,7 @@ pub fn parse_time(v: &Value) -> Result<Timestamp, String> {
                 Err(_) => Err(bad()),
             }
         }
-        Value::Number(n) => n.as_f64().and_then(epoch_seconds).ok_or_else(bad),
-        _ => Err(bad()),
+        other => other.as_f64().and_then(epoch_seconds).ok_or_else(bad),
     }
 }
 
@@ -206,17 +397,17 @@ fn epoch_seconds(f: f64) -> Option<Timestamp> {
     Timestamp::new(secs as i64, nanos.clamp(0, 999_999_999)).ok()
 }
 
-fn opt_str<'a>(o: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, String> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.as_str())),
-        Some(other) => Err(format!("{key}: expected a string, got {}", show(other))),
+fn opt_str<'v>(key: &str, v: &'v Field<'_>) -> Result<Option<&'v str>, String> {
+    match v {
+        None | Some(Scalar::Null) => Ok(None),
+        Some(Scalar::Str(s)) if s.trim().is_empty() => Ok(None),
+        Some(Scalar::Str(s)) => Ok(Some(s.as_ref())),
+        Some(other) => Err(format!("{key}: expected a string, got {other}")),
     }
 }
 
-fn opt_text(o: &Map<String, Value>, key: &str, max: usize) -> Result<Option<String>, String> {
-    match opt_str(o, key)? {
+fn opt_text(key: &str, v: &Field<'_>, max: usize) -> Result<Option<String>, String> {
+    match opt_str(key, v)? {
         None => Ok(None),
         Some(s) if s.len() > max => Err(format!(
             "{key}: longer than {max} bytes: {:?}",
@@ -226,28 +417,18 @@ fn opt_text(o: &Map<String, Value>, key: &str, max: usize) -> Result<Option<Stri
     }
 }
 
-fn opt_port(o: &Map<String, Value>, key: &str) -> Result<Option<u16>, String> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .and_then(|p| u16::try_from(p).ok())
-            .map(Some)
-            .ok_or_else(|| format!("{key}: not a port number (0-65535): {n}")),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<u16>()
-            .map(Some)
-            .map_err(|_| format!("{key}: not a port number (0-65535): {s:?}")),
-        Some(other) => Err(format!(
-            "{key}: not a port number (0-65535): {}",
-            show(other)
-        )),
+fn opt_port(key: &str, v: &Field<'_>) -> Result<Option<u16>, String> {
+    let bad = |shown: &dyn fmt::Display| format!("{key}: not a port number (0-65535): {shown}");
+    match v {
+        None | Some(Scalar::Null) => Ok(None),
+        Some(Scalar::UInt(n)) => u16::try_from(*n).map(Some).map_err(|_| bad(n)),
+        Some(s @ Scalar::Str(t)) => t.trim().parse::<u16>().map(Some).map_err(|_| bad(s)),
+        Some(other) => Err(bad(other)),
     }
 }
 
-fn opt_ip(o: &Map<String, Value>, key: &str) -> Result<Option<std::net::IpAddr>, String> {
-    match opt_str(o, key)? {
+fn opt_ip(key: &str, v: &Field<'_>) -> Result<Option<std::net::IpAddr>, String> {
+    match opt_str(key, v)? {
         None => Ok(None),
         Some(s) => parse_ip(s)
             .map(Some)
@@ -255,22 +436,23 @@ fn opt_ip(o: &Map<String, Value>, key: &str) -> Result<Option<std::net::IpAddr>,
     }
 }
 
-fn opt_confidence(o: &Map<String, Value>, key: &str) -> Result<Option<u8>, String> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => match n.as_f64() {
+fn required_ip(key: &str, v: &Field<'_>) -> Result<std::net::IpAddr, String> {
+    opt_ip(key, v)?.ok_or_else(|| format!("{key}: missing (required)"))
+}
+
+fn opt_confidence(key: &str, v: &Field<'_>) -> Result<Option<u8>, String> {
+    match v {
+        None | Some(Scalar::Null) => Ok(None),
+        Some(n @ (Scalar::UInt(_) | Scalar::Int(_) | Scalar::Float(_))) => match n.as_f64() {
             Some(f) if (0.0..=100.0).contains(&f) => Ok(Some(f.round() as u8)),
             _ => Err(format!("{key}: must be 0-100, got {n}")),
         },
-        Some(other) => Err(format!(
-            "{key}: must be a number 0-100, got {}",
-            show(other)
-        )),
+        Some(other) => Err(format!("{key}: must be a number 0-100, got {other}")),
     }
 }
 
-fn opt_tlp(o: &Map<String, Value>, key: &str) -> Result<Option<Tlp>, String> {
-    match opt_str(o, key)? {
+fn opt_tlp(key: &str, v: &Field<'_>) -> Result<Option<Tlp>, String> {
+    match opt_str(key, v)? {
         None => Ok(None),
         Some(s) => s
             .parse::<Tlp>()
@@ -279,39 +461,45 @@ fn opt_tlp(o: &Map<String, Value>, key: &str) -> Result<Option<Tlp>, String> {
     }
 }
 
-fn lower_token(o: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
-    Ok(opt_text(o, key, 128)?.map(|s| s.trim().to_ascii_lowercase()))
+fn lower_token(key: &str, v: &Field<'_>) -> Result<Option<String>, String> {
+    Ok(opt_text(key, v, 128)?.map(|s| s.trim().to_ascii_lowercase()))
 }
 
-/// Maps one record of threatfeed's own shape to an event.
-pub fn event_from_value(v: &Value, received: Timestamp) -> Result<Event, String> {
-    let o = as_object(v)?;
-    let src_ip = match opt_str(o, "src_ip")? {
-        None => return Err("src_ip: missing (required)".to_string()),
-        Some(s) => parse_ip(s).ok_or_else(|| format!("src_ip: invalid ip address {s:?}"))?,
-    };
-    let time = match o.get("time") {
-        None | Some(Value::Null) => received,
+fn opt_host(key: &str, v: &Field<'_>) -> Result<Option<String>, String> {
+    match opt_str(key, v)? {
+        None => Ok(None),
+        Some(h) => canonical_host(h)
+            .map(Some)
+            .map_err(|err| format!("{key}: {err}")),
+    }
+}
+
+fn event_from_raw(raw: RawEvent<'_>, received: Timestamp) -> Result<Event, String> {
+    let src_ip = required_ip("src_ip", &raw.src_ip)?;
+    let time = match &raw.time {
+        None | Some(Scalar::Null) => received,
         Some(t) => parse_time(t)?,
     };
     let mut e = Event::new(src_ip, time, received);
-    e.src_port = opt_port(o, "src_port")?;
-    e.dst_ip = opt_ip(o, "dst_ip")?;
-    e.dst_port = opt_port(o, "dst_port")?;
-    e.proto = lower_token(o, "proto")?;
-    e.host = match opt_str(o, "host")? {
-        None => None,
-        Some(h) => Some(canonical_host(h).map_err(|err| format!("host: {err}"))?),
-    };
-    e.url = opt_text(o, "url", 4096)?;
-    e.user_agent = opt_text(o, "user_agent", 1024)?;
-    e.family = lower_token(o, "family")?;
-    e.sensor = opt_text(o, "sensor", 256)?;
-    e.confidence = opt_confidence(o, "confidence")?;
-    if let Some(t) = opt_tlp(o, "tlp")? {
+    e.src_port = opt_port("src_port", &raw.src_port)?;
+    e.dst_ip = opt_ip("dst_ip", &raw.dst_ip)?;
+    e.dst_port = opt_port("dst_port", &raw.dst_port)?;
+    e.proto = lower_token("proto", &raw.proto)?;
+    e.host = opt_host("host", &raw.host)?;
+    e.url = opt_text("url", &raw.url, 4096)?;
+    e.user_agent = opt_text("user_agent", &raw.user_agent, 1024)?;
+    e.family = lower_token("family", &raw.family)?;
+    e.sensor = opt_text("sensor", &raw.sensor, 256)?;
+    e.confidence = opt_confidence("confidence", &raw.confidence)?;
+    if let Some(t) = opt_tlp("tlp", &raw.tlp)? {
         e.tlp = t;
     }
     Ok(e)
+}
+
+/// Maps one record of threatfeed's own shape (one JSON object) to an event.
+pub fn event_from_json(record: &[u8], received: Timestamp) -> Result<Event, String> {
+    decode::<RawEvent<'_>>(record).and_then(|raw| event_from_raw(raw, received))
 }
 
 /// Ticks (100 ns) between 1601-01-01 and 1970-01-01.
@@ -324,49 +512,37 @@ pub fn filetime_to_timestamp(ticks: i128) -> Option<Timestamp> {
     Timestamp::from_nanosecond(nanos).ok()
 }
 
-/// Maps one Microsoft CTIP-Infected record to an event.
-pub fn event_from_ctip(v: &Value, received: Timestamp) -> Result<Event, String> {
-    let o = as_object(v)?;
-    let src_ip = match opt_str(o, "SourceIp")? {
-        None => return Err("SourceIp: missing (required)".to_string()),
-        Some(s) => parse_ip(s).ok_or_else(|| format!("SourceIp: invalid ip address {s:?}"))?,
-    };
-    let time = match o.get("DateTimeReceivedUtc") {
-        None | Some(Value::Null) => received,
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .and_then(|t| filetime_to_timestamp(i128::from(t)))
-            .ok_or_else(|| format!("DateTimeReceivedUtc: not a Windows FILETIME: {n}"))?,
-        Some(Value::String(s)) => match s.trim().parse::<i128>() {
-            Ok(t) => filetime_to_timestamp(t)
-                .ok_or_else(|| format!("DateTimeReceivedUtc: not a Windows FILETIME: {s:?}"))?,
-            Err(_) => s
-                .trim()
-                .parse::<Timestamp>()
-                .map_err(|_| format!("DateTimeReceivedUtc: not a Windows FILETIME: {s:?}"))?,
+fn ctip_time(v: &Field<'_>, received: Timestamp) -> Result<Timestamp, String> {
+    let bad =
+        |shown: &dyn fmt::Display| format!("DateTimeReceivedUtc: not a Windows FILETIME: {shown}");
+    match v {
+        None | Some(Scalar::Null) => Ok(received),
+        Some(Scalar::UInt(n)) => filetime_to_timestamp(i128::from(*n)).ok_or_else(|| bad(n)),
+        Some(s @ Scalar::Str(t)) => match t.trim().parse::<i128>() {
+            Ok(ticks) => filetime_to_timestamp(ticks).ok_or_else(|| bad(s)),
+            Err(_) => t.trim().parse::<Timestamp>().map_err(|_| bad(s)),
         },
-        Some(other) => {
-            return Err(format!(
-                "DateTimeReceivedUtc: not a Windows FILETIME: {}",
-                show(other)
-            ));
-        }
-    };
+        Some(other) => Err(bad(other)),
+    }
+}
+
+fn event_from_raw_ctip(raw: RawCtip<'_>, received: Timestamp) -> Result<Event, String> {
+    let src_ip = required_ip("SourceIp", &raw.source_ip)?;
+    let time = ctip_time(&raw.date_time_received_utc, received)?;
     let mut e = Event::new(src_ip, time, received);
-    e.src_port = opt_port(o, "SourcePort")?;
-    e.dst_ip = opt_ip(o, "DestinationIp")?;
-    e.dst_port = opt_port(o, "DestinationPort")?;
-    e.family = lower_token(o, "Malware")?;
-    let feed = opt_text(o, "DataFeed", 128)?;
-    let sourced = opt_text(o, "SourcedFrom", 128)?;
+    e.src_port = opt_port("SourcePort", &raw.source_port)?;
+    e.dst_ip = opt_ip("DestinationIp", &raw.destination_ip)?;
+    e.dst_port = opt_port("DestinationPort", &raw.destination_port)?;
+    e.family = lower_token("Malware", &raw.malware)?;
+    let feed = opt_text("DataFeed", &raw.data_feed, 128)?;
+    let sourced = opt_text("SourcedFrom", &raw.sourced_from, 128)?;
     e.sensor = match (feed, sourced) {
         (Some(f), Some(s)) => Some(format!("{f}/{s}")),
         (Some(f), None) => Some(f),
         (None, s) => s,
     };
-    e.confidence = match o.get("ThreatConfidence") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+    e.confidence = match &raw.threat_confidence {
+        Some(Scalar::Str(s)) => match s.trim().to_ascii_lowercase().as_str() {
             "high" => Some(90),
             "medium" => Some(60),
             "low" => Some(30),
@@ -376,24 +552,15 @@ pub fn event_from_ctip(v: &Value, received: Timestamp) -> Result<Event, String> 
                 ));
             }
         },
-        Some(n @ Value::Number(_)) => opt_confidence(o, "ThreatConfidence")
-            .map_err(|_| format!("ThreatConfidence: must be 0-100, got {n}"))?,
-        Some(other) => {
-            return Err(format!(
-                "ThreatConfidence: expected High, Medium or Low, got {}",
-                show(other)
-            ));
-        }
+        other => opt_confidence("ThreatConfidence", other)?,
     };
-    if let Some(t) = opt_tlp(o, "TLP")? {
+    if let Some(t) = opt_tlp("TLP", &raw.tlp)? {
         e.tlp = t;
     }
-    if let Some(Value::Object(http)) = o.get("HttpInfo") {
-        if let Some(h) = opt_str(http, "HttpHost")? {
-            e.host = Some(canonical_host(h).map_err(|err| format!("HttpInfo.HttpHost: {err}"))?);
-        }
-        e.user_agent = opt_text(http, "HttpUserAgent", 1024)?;
-        if let Some(req) = opt_str(http, "HttpRequest")? {
+    if let Some(http) = &raw.http_info {
+        e.host = opt_host("HttpInfo.HttpHost", &http.http_host)?;
+        e.user_agent = opt_text("HttpInfo.HttpUserAgent", &http.http_user_agent, 1024)?;
+        if let Some(req) = opt_str("HttpInfo.HttpRequest", &http.http_request)? {
             // "GET /path?q HTTP/1.1" or just "/path".
             let mut parts = req.split_whitespace();
             let first = parts.next().unwrap_or("");
@@ -414,10 +581,14 @@ pub fn event_from_ctip(v: &Value, received: Timestamp) -> Result<Event, String> 
         e.proto = Some("http".to_string());
     }
     if e.proto.is_none() {
-        e.proto =
-            lower_token(o, "Transport")?.or_else(|| lower_token(o, "Protocol").ok().flatten());
+        e.proto = lower_token("Transport", &raw.transport)?;
     }
     Ok(e)
+}
+
+/// Maps one Microsoft CTIP-Infected record (one JSON object) to an event.
+pub fn event_from_ctip(record: &[u8], received: Timestamp) -> Result<Event, String> {
+    decode::<RawCtip<'_>>(record).and_then(|raw| event_from_raw_ctip(raw, received))
 }
 
 #[cfg(test)]
@@ -488,7 +659,7 @@ not json
             "HttpInfo": {"HttpHost": "Bad.Example", "HttpRequest": "GET /search?q=1 HTTP/1.1",
                          "HttpUserAgent": "Mozilla/4.0"}
         });
-        let e = event_from_ctip(&rec, now()).expect("ctip");
+        let e = event_from_ctip(rec.to_string().as_bytes(), now()).expect("ctip");
         assert_eq!(e.time.to_string(), "2021-01-01T00:00:00Z");
         assert_eq!(e.family.as_deref(), Some("conficker"));
         assert_eq!(e.confidence, Some(90));
@@ -496,7 +667,7 @@ not json
         assert_eq!(e.sensor.as_deref(), Some("CTIP-Infected/SinkHoleMessage"));
         assert_eq!(e.proto.as_deref(), Some("http"));
         let bad = event_from_ctip(
-            &json!({"SourceIp": "1.2.3.4", "DateTimeReceivedUtc": "soon"}),
+            br#"{"SourceIp": "1.2.3.4", "DateTimeReceivedUtc": "soon"}"#,
             now(),
         );
         assert!(bad.expect_err("bad time").contains("soon"));
@@ -504,17 +675,37 @@ not json
 
     #[test]
     fn epoch_and_rfc3339() {
+        let t = |s: &str| parse_time(&serde_json::from_str::<Scalar<'_>>(s).expect("scalar"));
         assert_eq!(
-            parse_time(&json!("2026-06-01T02:00:00+02:00"))
-                .expect("t")
-                .as_second(),
+            t(r#""2026-06-01T02:00:00+02:00""#).expect("t").as_second(),
             1_780_272_000
         );
+        assert_eq!(t("1780272000").expect("t").as_second(), 1_780_272_000);
         assert_eq!(
-            parse_time(&json!(1_780_272_000)).expect("t").as_second(),
-            1_780_272_000
+            t(r#""1780272000.25""#).expect("t").as_millisecond(),
+            1_780_272_000_250
         );
-        assert!(parse_time(&json!("yesterday")).is_err());
-        assert!(parse_time(&json!(1e300)).is_err());
+        assert!(t(r#""yesterday""#).is_err());
+        assert!(t("1e300").is_err());
+        assert!(t("{}").expect_err("object").contains("an object"));
+    }
+
+    #[test]
+    fn odd_records_are_refused_with_reasons() {
+        let body = b"\"str\"\n[1]\n{\"src_ip\": {\"a\": 1}}\n{\"src_ip\": \"192.0.2.1\", \"confidence\": 101}\n{\"src_ip\": \"192.0.2.1\", \"host\": \"a b\"}\n{\"src_ip\": \"192.0.2.1\", \"extra\": [1, {\"x\": 2}]}\n";
+        let p = parse_body(body, InputFormat::Events, now(), ParseLimits::default());
+        let errs: Vec<&str> = p.rejected.iter().map(|r| r.error.as_str()).collect();
+        assert_eq!(p.events.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("not a json object"), "{errs:?}");
+        assert!(errs[1].contains("not a json object"), "{errs:?}");
+        assert!(
+            errs[2].contains("src_ip: expected a string, got an object"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[3].contains("confidence: must be 0-100, got 101"),
+            "{errs:?}"
+        );
+        assert!(errs[4].contains("host"), "{errs:?}");
     }
 }

@@ -14,13 +14,32 @@ use std::sync::{Arc, Mutex};
 use threatfeed_core::{AudienceIndex, Event, Viewer};
 use tokio::sync::mpsc;
 
-/// A committed event as fanned out: the event (for scoping) and its delivered JSON.
+/// A committed event as fanned out: the event (for scoping), its stored bytes, and its delivered
+/// JSON, built once on first use (so events nobody subscribes to cost nothing here).
 #[derive(Debug)]
 pub struct Committed {
     /// The event, `seq` set.
     pub event: Event,
+    /// Its stored form.
+    pub stored: Vec<u8>,
+    json: std::sync::OnceLock<String>,
+}
+
+impl Committed {
+    /// A committed event with its stored form.
+    pub fn new(event: Event, stored: Vec<u8>) -> Committed {
+        Committed {
+            event,
+            stored,
+            json: std::sync::OnceLock::new(),
+        }
+    }
+
     /// Its delivered JSON (with `seq`).
-    pub json: String,
+    pub fn json(&self) -> &str {
+        self.json
+            .get_or_init(|| threatfeed_core::event::delivery_json(self.event.seq, &self.stored))
+    }
 }
 
 /// A batch delivered to one subscriber: the committed events it may see, ascending by seq.

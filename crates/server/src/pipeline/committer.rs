@@ -178,8 +178,7 @@ fn writer_loop(
                     let _ = reply.send(Ok(seq));
                     for (mut e, s) in events.into_iter().zip(stored) {
                         e.seq = seq;
-                        let json = threatfeed_core::event::delivery_json(seq, &s);
-                        committed.push(Arc::new(Committed { event: e, json }));
+                        committed.push(Arc::new(Committed::new(e, s)));
                         seq += 1;
                     }
                 }

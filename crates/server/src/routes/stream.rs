@@ -114,7 +114,7 @@ pub async fn stream(
                         continue;
                     }
                     cursor = c.event.seq;
-                    yield Ok(SseEvent::default().id(cursor.to_string()).data(c.json.as_str()));
+                    yield Ok(SseEvent::default().id(cursor.to_string()).data(c.json()));
                 }
                 sub.delivered.store(cursor, Ordering::Relaxed);
             }
