@@ -319,11 +319,12 @@ pub fn parse_body(
             }
         }
     }
-    if index > limits.max_records {
-        if let Some(r) = out
+    if index > limits.max_records
+        && let Some(r) = out
             .rejected
             .iter_mut()
             .find(|r| r.index == limits.max_records)
+    {
         {
             r.error.push_str(&format!(
                 " ({} records refused)",
@@ -339,13 +340,12 @@ fn decode<'a, T: Deserialize<'a>>(record: &'a [u8]) -> Result<T, String> {
     let shown = || truncate(&String::from_utf8_lossy(record), 80);
     // Structs would also accept a JSON array positionally: refuse anything but an object.
     let first = record.iter().find(|b| !b.is_ascii_whitespace());
-    if matches!(
+    let not_object = matches!(
         first,
         Some(b'[') | Some(b'"') | Some(b'-') | Some(b'0'..=b'9') | Some(b't' | b'f' | b'n')
-    ) {
-        if serde_json::from_slice::<IgnoredAny>(record).is_ok() {
-            return Err(format!("record is not a json object: {:?}", shown()));
-        }
+    );
+    if not_object && serde_json::from_slice::<IgnoredAny>(record).is_ok() {
+        return Err(format!("record is not a json object: {:?}", shown()));
     }
     serde_json::from_slice::<T>(record).map_err(|e| {
         let shown = shown();

@@ -49,6 +49,9 @@ pub type Batch = Vec<Arc<Committed>>;
 struct Sub {
     tx: mpsc::Sender<Batch>,
     org_id: String,
+    /// Highest seq put in its queue.
+    queued: u64,
+    /// Highest seq its stream has written.
     delivered: Arc<AtomicU64>,
 }
 
@@ -118,6 +121,7 @@ impl Hub {
             Sub {
                 tx,
                 org_id: viewer.org_id.clone(),
+                queued: from,
                 delivered: delivered.clone(),
             },
         );
@@ -143,14 +147,14 @@ impl Hub {
         self.lock().subs.len()
     }
 
-    /// Largest distance between the head and what a live subscriber has delivered.
+    /// Largest distance, in seqs, between what was queued for a live subscriber and what its
+    /// stream has written (0 when every subscriber is up to date).
     pub fn max_lag(&self) -> u64 {
-        let head = self.head();
         let inner = self.lock();
         inner
             .subs
             .values()
-            .map(|s| head.saturating_sub(s.delivered.load(Ordering::Relaxed)))
+            .map(|s| s.queued.saturating_sub(s.delivered.load(Ordering::Relaxed)))
             .max()
             .unwrap_or(0)
     }

@@ -63,8 +63,7 @@ async fn hammer(
     for t in tasks {
         let _ = t.await;
     }
-    let v = acked.lock().expect("lock").clone();
-    v
+    acked.lock().expect("lock").clone()
 }
 
 async fn check_all_acked_present(s: &Server, acked: &[(u64, u64, u64)]) {
