@@ -141,6 +141,50 @@ struct Ranges<K, V> {
     starts: Vec<K>,
     ends: Vec<K>,
     values: Vec<V>,
+    /// IPv4 only: for each /16, the index of the first range starting at or after it (plus one
+    /// final entry), built on first lookup; narrows the binary search to one /16's ranges.
+    buckets: Buckets,
+}
+
+/// A derived lookup index: built once, ignored by equality.
+#[derive(Debug, Clone, Default)]
+struct Buckets(std::sync::OnceLock<Vec<u32>>);
+
+impl PartialEq for Buckets {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Buckets {}
+
+impl<V: Copy> Ranges<u32, V> {
+    /// [`Ranges::find`] for IPv4, through the per-/16 index.
+    fn find_v4(&self, key: u32) -> Option<V> {
+        let buckets = self.buckets.0.get_or_init(|| {
+            let mut b = Vec::with_capacity((1 << 16) + 1);
+            let mut i = 0usize;
+            for hi in 0u32..(1 << 16) {
+                let base = hi << 16;
+                while i < self.starts.len() && self.starts[i] < base {
+                    i += 1;
+                }
+                b.push(i as u32);
+            }
+            b.push(self.starts.len() as u32);
+            b
+        });
+        let hi = (key >> 16) as usize;
+        let (lo, up) = (*buckets.get(hi)? as usize, *buckets.get(hi + 1)? as usize);
+        // Ranges starting inside this /16 and at or before the key; else the last one before it.
+        let within = self.starts.get(lo..up)?.partition_point(|&s| s <= key);
+        let i = (lo + within).checked_sub(1)?;
+        if *self.ends.get(i)? >= key {
+            self.values.get(i).copied()
+        } else {
+            None
+        }
+    }
 }
 
 impl<K: Copy + Ord, V: Copy> Ranges<K, V> {
@@ -235,7 +279,7 @@ impl GeoDb {
         let (entry, cc) = match ip.to_canonical() {
             IpAddr::V4(a) => {
                 let k = u32::from(a);
-                (self.asn_v4.find(k), self.cc_v4.find(k))
+                (self.asn_v4.find_v4(k), self.cc_v4.find_v4(k))
             }
             IpAddr::V6(a) => {
                 let k = u128::from(a);
@@ -610,6 +654,7 @@ where
         starts,
         ends,
         values,
+        buckets: Buckets::default(),
     })
 }
 
@@ -937,6 +982,7 @@ fn to_ranges<K: TryFrom<u128>, V>(
         starts: Vec::with_capacity(rows.len()),
         ends: Vec::with_capacity(rows.len()),
         values: Vec::with_capacity(rows.len()),
+        buckets: Buckets::default(),
     };
     for &(s, e, v) in rows {
         // Keys were parsed from addresses of this family, so they always fit.
@@ -1786,6 +1832,29 @@ mod tests {
             let _ = GeoDb::from_snapshot(&gz(&body));
             let _ = GeoBuilder::new().add_asn_csv(&bytes[..]);
             let _ = GeoBuilder::new().add_iptoasn_tsv(&bytes[..]);
+        }
+    }
+
+    #[test]
+    fn the_v4_index_agrees_with_plain_binary_search() {
+        let db = embedded();
+        let mut x: u32 = 0x9e37_79b9;
+        let mut keys: Vec<u32> = vec![0, 1, u32::MAX, 0x0101_0101, 0x0808_0808];
+        for i in 0..db.asn_v4.starts.len().min(5000) {
+            keys.push(db.asn_v4.starts[i]);
+            keys.push(db.asn_v4.ends[i]);
+            keys.push(db.asn_v4.ends[i].wrapping_add(1));
+        }
+        for _ in 0..200_000 {
+            // xorshift32
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            keys.push(x);
+        }
+        for k in keys {
+            assert_eq!(db.asn_v4.find_v4(k), db.asn_v4.find(k), "asn {k:#x}");
+            assert_eq!(db.cc_v4.find_v4(k), db.cc_v4.find(k), "cc {k:#x}");
         }
     }
 }

@@ -170,25 +170,68 @@ async fn geo_import_installs_a_snapshot_the_server_reloads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ingest_benchmark_runs_and_every_scoped_delivery_arrives() {
     let s = Server::start();
-    let (ok, out, err) = tf(&s, &["bench", "ingest", "--events", "3000", "--subscribers", "6", "--batch", "200", "--connections", "2"]);
+    let (ok, out, err) = tf(
+        &s,
+        &[
+            "bench",
+            "ingest",
+            "--events",
+            "3000",
+            "--subscribers",
+            "6",
+            "--batch",
+            "200",
+            "--connections",
+            "2",
+        ],
+    );
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
     assert_eq!(v["acked"], 3000, "{v}");
     assert_eq!(v["rejected"], 0, "{v}");
-    assert!(v["deliveries_expected"].as_u64().expect("expected") > 0, "{v}");
+    assert!(
+        v["deliveries_expected"].as_u64().expect("expected") > 0,
+        "{v}"
+    );
     assert_eq!(v["deliveries_missing"], 0, "{v}");
-    assert_eq!(v["deliveries_unexpected"], 0, "no event outside a subscriber's scope: {v}");
-    for k in ["events_per_sec", "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "server_peak_rss_bytes"] {
+    assert_eq!(
+        v["deliveries_unexpected"], 0,
+        "no event outside a subscriber's scope: {v}"
+    );
+    for k in [
+        "events_per_sec",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "latency_max_ms",
+        "server_peak_rss_bytes",
+    ] {
         assert!(v[k].as_f64().is_some_and(|x| x > 0.0), "{k} in {v}");
     }
 }
 
 #[test]
 fn the_store_benchmark_prints_figures_for_both_engines() {
-    let out = Command::new(bin()).args(["bench", "store", "--events", "2000", "--batch", "500"]).output().expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin())
+        .args(["bench", "store", "--events", "2000", "--batch", "500"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let backends: Vec<&str> = v["results"].as_array().expect("results").iter().map(|r| r["backend"].as_str().expect("b")).collect();
+    let backends: Vec<&str> = v["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["backend"].as_str().expect("b"))
+        .collect();
     assert_eq!(backends, vec!["redb", "fjall"]);
-    assert!(v["results"][0]["append_events_per_sec"].as_f64().expect("f") > 0.0);
+    assert!(
+        v["results"][0]["append_events_per_sec"]
+            .as_f64()
+            .expect("f")
+            > 0.0
+    );
 }
