@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
-use threatfeed_core::{Org, OrgKind, Viewer};
+use threatfeed_core::{Org, OrgKind, TokenRecord, Viewer};
 use threatfeed_store::state::StateStore;
 
 /// The authenticated member behind a request.
@@ -51,18 +51,27 @@ impl Caller {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
     hash: [u8; 32],
     caller: Caller,
 }
 
+/// The in-memory directory: members by id and active tokens by hash.
+#[derive(Debug, Clone, Default)]
+struct Directory {
+    orgs: HashMap<String, Arc<Org>>,
+    by_hash: HashMap<[u8; 32], Entry>,
+}
+
 /// The token table.
 #[derive(Debug, Default)]
 pub struct Auth {
-    table: ArcSwap<HashMap<[u8; 32], Entry>>,
+    dir: ArcSwap<Directory>,
     /// Token id and org id of the `THREATFEED_ADMIN_TOKEN`, which is valid without being stored.
     env_admin: ArcSwap<Option<([u8; 32], String)>>,
+    /// Serialises updates (readers never wait).
+    write: std::sync::Mutex<()>,
 }
 
 /// Hashes a presented token.
@@ -88,6 +97,20 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", hex::encode(bytes))
 }
 
+fn entry_for(t: &TokenRecord, org: &Arc<Org>) -> Option<Entry> {
+    let mut hash = [0u8; 32];
+    if hex::decode_to_slice(&t.hash, &mut hash).is_err() {
+        tracing::warn!(token_id = %t.id, "stored token hash is not hex; ignoring it");
+        return None;
+    }
+    let caller = Caller {
+        viewer: Arc::new(Viewer::from_org(org)),
+        org: org.clone(),
+        token_id: t.id.clone(),
+    };
+    Some(Entry { hash, caller })
+}
+
 impl Auth {
     /// Declares the admin token given by the environment (valid for `admin_org_id`).
     pub fn set_env_admin(&self, secret: &str, admin_org_id: &str) {
@@ -97,7 +120,14 @@ impl Auth {
         ))));
     }
 
-    /// Rebuilds the table from the state store.
+    fn update(&self, f: impl FnOnce(&mut Directory)) {
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut dir = Directory::clone(&self.dir.load());
+        f(&mut dir);
+        self.dir.store(Arc::new(dir));
+    }
+
+    /// Rebuilds the directory from the state store (at start-up).
     pub fn reload(&self, state: &StateStore) -> Result<(), ApiError> {
         let orgs: HashMap<String, Arc<Org>> = state
             .orgs()
@@ -105,7 +135,7 @@ impl Auth {
             .into_iter()
             .map(|o| (o.id.clone(), Arc::new(o)))
             .collect();
-        let mut table = HashMap::new();
+        let mut by_hash = HashMap::new();
         for t in state
             .tokens()
             .map_err(|e| ApiError::internal("loading tokens", e))?
@@ -113,35 +143,61 @@ impl Auth {
             if t.revoked.is_some() {
                 continue;
             }
-            let Some(org) = orgs.get(&t.org_id) else {
-                continue;
-            };
-            let mut hash = [0u8; 32];
-            if hex::decode_to_slice(&t.hash, &mut hash).is_err() {
-                tracing::warn!(token_id = %t.id, "stored token hash is not hex; ignoring it");
-                continue;
+            if let Some(e) = orgs.get(&t.org_id).and_then(|org| entry_for(&t, org)) {
+                by_hash.insert(e.hash, e);
             }
-            let caller = Caller {
-                viewer: Arc::new(Viewer::from_org(org)),
-                org: org.clone(),
-                token_id: t.id.clone(),
-            };
-            table.insert(hash, Entry { hash, caller });
         }
         if let Some((hash, org_id)) = self.env_admin.load().as_ref().clone()
             && let Some(org) = orgs.get(&org_id)
         {
-            {
-                let caller = Caller {
-                    viewer: Arc::new(Viewer::from_org(org)),
-                    org: org.clone(),
-                    token_id: "tok_env".to_string(),
-                };
-                table.insert(hash, Entry { hash, caller });
-            }
+            let caller = Caller {
+                viewer: Arc::new(Viewer::from_org(org)),
+                org: org.clone(),
+                token_id: "tok_env".to_string(),
+            };
+            by_hash.insert(hash, Entry { hash, caller });
         }
-        self.table.store(Arc::new(table));
+        self.update(|d| *d = Directory { orgs, by_hash });
         Ok(())
+    }
+
+    /// Activates a stored token.
+    pub fn put_token(&self, t: &TokenRecord) {
+        self.update(|d| {
+            if let Some(e) = d.orgs.get(&t.org_id).and_then(|org| entry_for(t, org)) {
+                d.by_hash.insert(e.hash, e);
+            }
+        });
+    }
+
+    /// Deactivates a token by id.
+    pub fn revoke_token(&self, token_id: &str) {
+        self.update(|d| d.by_hash.retain(|_, e| e.caller.token_id != token_id));
+    }
+
+    /// Adds a new member unless one with the same name (case-insensitive) exists; returns
+    /// whether it was added. Check and insert are one step, so two racing creates cannot both win.
+    pub fn add_org_if_new_name(&self, org: &Org) -> bool {
+        let mut added = false;
+        self.update(|d| {
+            if !d
+                .orgs
+                .values()
+                .any(|o| o.name.eq_ignore_ascii_case(&org.name))
+            {
+                d.orgs.insert(org.id.clone(), Arc::new(org.clone()));
+                added = true;
+            }
+        });
+        added
+    }
+
+    /// Forgets a member (used to undo [`Auth::add_org_if_new_name`] when storing fails).
+    pub fn remove_org(&self, org_id: &str) {
+        self.update(|d| {
+            d.orgs.remove(org_id);
+            d.by_hash.retain(|_, e| e.caller.org.id != org_id);
+        });
     }
 
     /// Authenticates a request's headers.
@@ -171,8 +227,8 @@ impl Auth {
     /// Authenticates a bare token.
     pub fn authenticate_secret(&self, secret: &str) -> Result<Caller, ApiError> {
         let presented = hash_token(secret.trim());
-        let table = self.table.load();
-        match table.get(&presented) {
+        let dir = self.dir.load();
+        match dir.by_hash.get(&presented) {
             Some(entry) if bool::from(entry.hash.ct_eq(&presented)) => Ok(entry.caller.clone()),
             _ => {
                 telemetry::auth_failed("unknown");

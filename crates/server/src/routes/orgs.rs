@@ -116,22 +116,16 @@ pub async fn create(
     caller.require_admin()?;
     let req: CreateOrg = json_body(&headers, &body)?;
     let org = org_from_request(req)?;
-    if state
-        .state
-        .orgs()
-        .map_err(|e| ApiError::internal("listing organisations", e))?
-        .iter()
-        .any(|o| o.name.eq_ignore_ascii_case(&org.name))
-    {
+    if !state.auth.add_org_if_new_name(&org) {
         return Err(ApiError::Conflict(format!(
             "an organisation named {:?} already exists",
             org.name
         )));
     }
-    state
-        .state
-        .put_org(&org)
-        .map_err(|e| ApiError::internal("storing organisation", e))?;
+    if let Err(e) = state.state.put_org(&org) {
+        state.auth.remove_org(&org.id);
+        return Err(ApiError::internal("storing organisation", e));
+    }
     let (secret, rec) = issue_token(&state, &org.id, "initial".into())?;
     tracing::info!(org_id = %org.id, name = %org.name, kind = %org.kind, "organisation created");
     let mut v = serde_json::to_value(&org).map_err(|e| ApiError::internal("encoding", e))?;
@@ -239,7 +233,7 @@ pub async fn revoke_token(
         .revoke_token(&id, jiff::Timestamp::now())
         .map_err(|e| ApiError::internal("revoking token", e))?
         .ok_or_else(|| ApiError::NotFound(format!("no token with id {id:?}")))?;
-    state.auth.reload(&state.state)?;
+    state.auth.revoke_token(&rec.id);
     tracing::info!(token_id = %id, org_id = %rec.org_id, "token revoked");
     Ok(Json(
         json!({"token_id": rec.id, "org_id": rec.org_id, "revoked": rec.revoked}),
