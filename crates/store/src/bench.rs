@@ -227,11 +227,11 @@ mod tests {
             .and_then(|v| v.parse().ok())
             .unwrap_or(200_000);
         println!("record: {} bytes", RECORD.len());
-        for batch in [1000, 100] {
+        for batch in [10_000, 1000, 100] {
             let dir = tempfile::tempdir().expect("tempdir");
             for r in bench_backends(dir.path(), events, batch, RECORD).expect("bench") {
                 println!(
-                    "{:5} events={} batch={:4} append={:>9.0} ev/s p50={:7.2} ms p99={:7.2} ms read={:>9.0} ev/s reopen={:7.1} ms disk={:.1} MiB",
+                    "{:5} events={} batch={:5} append={:>9.0} ev/s p50={:7.2} ms p99={:7.2} ms read={:>9.0} ev/s reopen={:7.1} ms disk={:.1} MiB",
                     r.backend,
                     r.events,
                     r.batch,

@@ -8,7 +8,9 @@
 //! - [`bench`] — the store benchmark behind `threatfeed bench store`.
 //!
 //! Every on-disk format carries a version number, and a file with an unknown version is refused
-//! with an error naming it rather than misread.
+//! with an error naming it rather than misread. The event log writes format version 2 (records
+//! packed into blocks of up to ~256 KiB, one key/value entry each) and still reads version 1 (one
+//! record per entry), upgrading such a log in place when it is opened.
 
 pub mod bench;
 pub mod log;

@@ -186,14 +186,23 @@ async fn a_subscriber_that_falls_behind_is_caught_up_from_the_log_not_dropped() 
 async fn an_idle_stream_gets_keep_alive_comments() {
     use futures::StreamExt;
     let s = Server::start_with(Some("[stream]\nkeepalive_secs = 1\n"), &[]);
-    let r = client().get(s.url("/api/v1/stream")).bearer_auth(ADMIN).send().await.expect("open");
+    let r = client()
+        .get(s.url("/api/v1/stream"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("open");
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     let mut body = r.bytes_stream();
     let mut seen = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     // After the opening comment, an empty comment block arrives on an idle stream.
     while !seen.contains("\n\n:\n\n") {
-        let chunk = tokio::time::timeout_at(deadline, body.next()).await.expect("a keep-alive within 5 s");
-        seen.push_str(&String::from_utf8_lossy(&chunk.expect("open").expect("bytes")));
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("a keep-alive within 5 s");
+        seen.push_str(&String::from_utf8_lossy(
+            &chunk.expect("open").expect("bytes"),
+        ));
     }
 }

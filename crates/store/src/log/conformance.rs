@@ -18,6 +18,14 @@
 //! that a failure points at readable code; the macro only generates one `#[test]` per check,
 //! plus a hidden child test that the crash check re-runs in a subprocess and kills with SIGKILL.
 //! Compiled for this crate's tests and with the `conformance` feature.
+//!
+//! The block checks (`read_starting_mid_block`, `read_spanning_many_blocks`,
+//! `append_larger_than_one_block`, `trim_through_block_then_reopen`) are black-box like the rest:
+//! their sizes are chosen so that a backend packing records into blocks of up to 256 KiB (as
+//! both of this crate's do, see `log::block`) has to start reads inside a block, cross many
+//! block boundaries, split one append and cut a block when trimming. [`reads_v1_fixture`] is not
+//! in the macro: it needs a version-1 store of the backend's own, which each backend's tests
+//! copy from `crates/store/tests/fixtures/v1/`.
 
 use super::{EventLog, LogRecord, Retention};
 use std::io::{BufRead, BufReader, Write};
@@ -103,6 +111,26 @@ macro_rules! event_log_conformance_suite {
             #[test]
             fn big_batch_in_one_append() {
                 run(suite::big_batch_in_one_append);
+            }
+            #[test]
+            fn read_starting_mid_block() {
+                run(suite::read_starting_mid_block);
+            }
+            #[test]
+            fn read_spanning_many_blocks() {
+                run(suite::read_spanning_many_blocks);
+            }
+            #[test]
+            fn append_larger_than_one_block() {
+                run(suite::append_larger_than_one_block);
+            }
+            #[test]
+            fn trim_through_block_then_reopen() {
+                run(suite::trim_through_block_then_reopen);
+            }
+            #[test]
+            fn concurrent_readers_while_trimming() {
+                run(suite::concurrent_readers_while_trimming);
             }
             #[test]
             fn kill_between_appends_keeps_committed_records() {
@@ -477,6 +505,329 @@ pub fn big_batch_in_one_append(dir: &Path, open: Opener<'_>) {
     assert_eq!(log.trim(&keep, 0).expect("trim big"), 10_002);
     assert_eq!(seqs(&all(&*log)), vec![10_003]);
     assert_eq!(append(&*log, &records(1, 1, 0, 1)), 10_004);
+}
+
+/// Checks that every record of `got` is the input record its seq stands for: `input[i]` has seq
+/// `first + i`.
+fn assert_records(got: &[LogRecord], first: u64, input: &[(i64, Vec<u8>)]) {
+    for rec in got {
+        let i = usize::try_from(rec.seq - first).expect("index");
+        let (t, d) = &input[i];
+        assert_eq!(rec.received_ms, *t, "received_ms of seq {}", rec.seq);
+        assert!(rec.data == *d, "data of seq {} differs", rec.seq);
+    }
+}
+
+/// Reads starting at every position of a block (and across into the next append) return
+/// exactly the records after the cursor.
+pub fn read_starting_mid_block(dir: &Path, open: Opener<'_>) {
+    let log = open(dir);
+    let mut input = records(100, 50, 0, 1);
+    assert_eq!(append(&*log, &input), 1);
+    for after in 0..100u64 {
+        let got = log.read_after(after, 5).expect("read");
+        let want: Vec<u64> = (after + 1..=(after + 5).min(100)).collect();
+        assert_eq!(seqs(&got), want, "read_after({after}, 5)");
+        assert_records(&got, 1, &input);
+    }
+    let more = records(100, 70, 1000, 1);
+    assert_eq!(append(&*log, &more), 101);
+    input.extend(more);
+    let got = log.read_after(97, 6).expect("read across appends");
+    assert_eq!(seqs(&got), (98..=103).collect::<Vec<_>>());
+    assert_records(&got, 1, &input);
+    assert_eq!(seqs(&log.read_after(150, 1).expect("read")), vec![151]);
+    assert_eq!(seqs(&log.read_after(199, 10).expect("read")), vec![200]);
+    assert!(log.read_after(200, 10).expect("read at end").is_empty());
+    drop(log);
+    let log = open(dir);
+    let got = log.read_after(42, 100).expect("read after reopen");
+    assert_eq!(seqs(&got), (43..=142).collect::<Vec<_>>());
+    assert_records(&got, 1, &input);
+}
+
+/// One read streams across many blocks (appends) and returns every record once, in order.
+pub fn read_spanning_many_blocks(dir: &Path, open: Opener<'_>) {
+    let log = open(dir);
+    let mut input = Vec::new();
+    for b in 0..40usize {
+        let batch = records(25, b * 7, b as i64 * 100, 1);
+        assert_eq!(append(&*log, &batch), input.len() as u64 + 1);
+        input.extend(batch);
+    }
+    let got = all(&*log);
+    assert_eq!(seqs(&got), (1..=1000).collect::<Vec<_>>());
+    assert_records(&got, 1, &input);
+    let got = log.read_after(13, 500).expect("read");
+    assert_eq!(seqs(&got), (14..=513).collect::<Vec<_>>());
+    assert_records(&got, 1, &input);
+    let mut cursor = 0;
+    let mut seen = Vec::new();
+    loop {
+        let page = log.read_after(cursor, 37).expect("page");
+        let Some(last) = page.last() else { break };
+        cursor = last.seq;
+        assert_records(&page, 1, &input);
+        seen.extend(seqs(&page));
+    }
+    assert_eq!(seen, (1..=1000).collect::<Vec<_>>());
+    drop(log);
+    let log = open(dir);
+    let got = log.read_after(990, 100).expect("read after reopen");
+    assert_eq!(seqs(&got), (991..=1000).collect::<Vec<_>>());
+    assert_records(&got, 1, &input);
+}
+
+/// An append of several MiB (more than any one block) is stored and read back exactly,
+/// including a record larger than a block and empty records, also after reopening.
+pub fn append_larger_than_one_block(dir: &Path, open: Opener<'_>) {
+    let log = open(dir);
+    append(&*log, &records(2, 10, 0, 1));
+    let mut batch = records(2500, 1000, 10_000, 3);
+    batch[700].1 = (0..600 * 1024).map(|i| (i % 253) as u8).collect();
+    batch[701].1 = Vec::new();
+    batch[2499].1 = Vec::new();
+    assert_eq!(append(&*log, &batch), 3);
+    assert_eq!(log.last_seq(), 2502);
+    let bytes: u64 = 20 + batch.iter().map(|(_, d)| d.len() as u64).sum::<u64>();
+    let s = log.stats();
+    assert_eq!((s.records, s.bytes), (2502, bytes));
+    let check = |log: &dyn EventLog| {
+        let got = log.read_after(2, 2500).expect("read the batch");
+        assert_eq!(seqs(&got), (3..=2502).collect::<Vec<_>>());
+        assert_records(&got, 3, &batch);
+        for after in (2..2502)
+            .step_by(97)
+            .chain([700, 701, 702, 703, 2500, 2501])
+        {
+            let got = log.read_after(after, 3).expect("read");
+            let want: Vec<u64> = (after + 1..=(after + 3).min(2502)).collect();
+            assert_eq!(seqs(&got), want, "read_after({after}, 3)");
+            assert_records(&got, 3, &batch);
+        }
+    };
+    check(&*log);
+    drop(log);
+    let log = open(dir);
+    assert_eq!(log.last_seq(), 2502);
+    assert_eq!(log.stats().bytes, bytes);
+    check(&*log);
+    assert_eq!(append(&*log, &records(1, 5, 0, 1)), 2503);
+    assert_eq!(
+        seqs(&log.read_after(2501, 5).expect("read")),
+        vec![2502, 2503]
+    );
+}
+
+/// Trims whose cut goes through a block (by count, age and bytes) keep exactly the records
+/// after the cut, with exact stats, across reopens; seqs continue.
+pub fn trim_through_block_then_reopen(dir: &Path, open: Opener<'_>) {
+    // One append of 1000 records of 300 bytes, received at 0, 1, ..., 999 ms.
+    let input = records(1000, 300, 0, 1);
+    let check = |log: &dyn EventLog, first: u64| {
+        let got = all(log);
+        assert_eq!(seqs(&got), (first..=1000).collect::<Vec<_>>());
+        assert_records(&got, 1, &input);
+        let s = log.stats();
+        let n = 1001 - first;
+        assert_eq!(
+            (s.records, s.bytes, s.first_seq, s.last_seq),
+            (n, n * 300, Some(first), 1000)
+        );
+        assert_eq!(seqs(&log.read_after(0, 1).expect("read")), vec![first]);
+        assert_eq!(
+            seqs(&log.read_after(first + 50, 3).expect("read")),
+            (first + 51..=first + 53).collect::<Vec<_>>()
+        );
+    };
+    {
+        let log = open(dir);
+        assert_eq!(append(&*log, &input), 1);
+        let keep = Retention {
+            max_records: Some(700),
+            ..Retention::default()
+        };
+        assert_eq!(log.trim(&keep, 0).expect("trim by count"), 300);
+        check(&*log, 301);
+    }
+    {
+        let log = open(dir);
+        check(&*log, 301);
+        // At 1.4 s a 1 s limit removes what was received before 400 ms: seqs up to 400.
+        let age = Retention {
+            max_age_secs: Some(1),
+            ..Retention::default()
+        };
+        assert_eq!(log.trim(&age, 1_400).expect("trim by age"), 100);
+        check(&*log, 401);
+        let size = Retention {
+            max_bytes: Some(550 * 300 + 299),
+            ..Retention::default()
+        };
+        assert_eq!(log.trim(&size, 0).expect("trim by bytes"), 50);
+        check(&*log, 451);
+    }
+    let log = open(dir);
+    check(&*log, 451);
+    let keep = Retention {
+        max_records: Some(549),
+        ..Retention::default()
+    };
+    assert_eq!(log.trim(&keep, 0).expect("trim one more"), 1);
+    check(&*log, 452);
+    assert_eq!(append(&*log, &records(1, 7, 0, 1)), 1001);
+    let none = Retention {
+        max_records: Some(0),
+        ..Retention::default()
+    };
+    assert_eq!(log.trim(&none, 0).expect("trim all"), 550);
+    drop(log);
+    let log = open(dir);
+    let s = log.stats();
+    assert_eq!(
+        (s.records, s.bytes, s.first_seq, s.last_seq),
+        (0, 0, None, 1001)
+    );
+    assert!(all(&*log).is_empty());
+    assert_eq!(append(&*log, &records(1, 7, 0, 1)), 1002);
+    assert_eq!(seqs(&all(&*log)), vec![1002]);
+}
+
+/// Readers polling while the writer appends and trims (cutting through blocks) always get
+/// ascending, gapless runs of correct records after their cursor.
+pub fn concurrent_readers_while_trimming(dir: &Path, open: Opener<'_>) {
+    const BATCHES: u64 = 120;
+    const PER_BATCH: u64 = 50;
+    let total = BATCHES * PER_BATCH;
+    let keep = Retention {
+        max_records: Some(120),
+        ..Retention::default()
+    };
+    let log = open(dir);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let readers: Vec<_> = (0..2)
+            .map(|r| {
+                let log = &log;
+                let done = &done;
+                s.spawn(move || {
+                    let mut cursor = 0u64;
+                    loop {
+                        let finished = done.load(Ordering::Acquire);
+                        let recs = log.read_after(cursor, 30 + r * 45).expect("read");
+                        if let Some(first) = recs.first() {
+                            assert!(first.seq > cursor, "reader {r} went backwards");
+                        }
+                        for (i, rec) in recs.iter().enumerate() {
+                            if i > 0 {
+                                assert_eq!(rec.seq, recs[i - 1].seq + 1, "reader {r} saw a gap");
+                            }
+                            assert_eq!(rec.data, rec.seq.to_string().into_bytes());
+                            assert_eq!(rec.received_ms, rec.seq as i64);
+                            cursor = rec.seq;
+                        }
+                        if cursor == total || (finished && recs.is_empty()) {
+                            return cursor;
+                        }
+                        if recs.is_empty() {
+                            std::thread::yield_now();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for b in 0..BATCHES {
+            let first = b * PER_BATCH + 1;
+            let batch: Vec<(i64, Vec<u8>)> = (first..first + PER_BATCH)
+                .map(|seq| (seq as i64, seq.to_string().into_bytes()))
+                .collect();
+            assert_eq!(append(&*log, &batch), first);
+            log.trim(&keep, 0).expect("trim");
+        }
+        done.store(true, Ordering::Release);
+        for r in readers {
+            assert_eq!(r.join().expect("reader thread"), total);
+        }
+    });
+    let got = all(&*log);
+    assert_eq!(seqs(&got), (total - 119..=total).collect::<Vec<_>>());
+}
+
+/// A log written by format version 1 (the fixture in `crates/store/tests/fixtures/v1/`, copied
+/// to `dir` by the caller) opens, reads exactly, takes appends (as blocks after its one-record
+/// entries), trims through both kinds of entries, and reopens.
+///
+/// The fixture holds seqs 5..=13 (1..=4 trimmed): seq 5..=10 received at
+/// `1_700_000_000_000 + seq * 1000` with data `v1-record-<seq>`, then `(i64::MIN, "")`,
+/// `(-1, 3000 bytes i % 251)`, `(42, "last v1 record")`.
+pub fn reads_v1_fixture(dir: &Path, open: Opener<'_>) {
+    let mut input: Vec<(i64, Vec<u8>)> = (1..=10u64)
+        .map(|s| {
+            (
+                1_700_000_000_000 + s as i64 * 1000,
+                format!("v1-record-{s}").into_bytes(),
+            )
+        })
+        .collect();
+    input.push((i64::MIN, Vec::new()));
+    input.push((-1, (0..3000u32).map(|i| (i % 251) as u8).collect()));
+    input.push((42, b"last v1 record".to_vec()));
+    let v1_bytes: u64 = input[4..].iter().map(|(_, d)| d.len() as u64).sum();
+    {
+        let log = open(dir);
+        let s = log.stats();
+        assert_eq!(
+            (s.records, s.bytes, s.first_seq, s.last_seq),
+            (9, v1_bytes, Some(5), 13)
+        );
+        let got = all(&*log);
+        assert_eq!(seqs(&got), (5..=13).collect::<Vec<_>>());
+        assert_records(&got, 1, &input);
+        assert_eq!(seqs(&log.read_after(7, 2).expect("read")), vec![8, 9]);
+    }
+    // Reopen (now upgraded) and append blocks after the version-1 entries.
+    let log = open(dir);
+    assert_eq!(log.last_seq(), 13);
+    let batch = records(1000, 600, 5_000, 1);
+    assert_eq!(append(&*log, &batch), 14);
+    input.extend(batch);
+    let got = log.read_after(11, 5).expect("read across the upgrade");
+    assert_eq!(seqs(&got), (12..=16).collect::<Vec<_>>());
+    assert_records(&got, 1, &input);
+    // Trim some version-1 entries only, then through them into a block.
+    let keep = |n| Retention {
+        max_records: Some(n),
+        ..Retention::default()
+    };
+    assert_eq!(log.trim(&keep(1005), 0).expect("trim"), 4);
+    assert_eq!(log.stats().first_seq, Some(9));
+    drop(log);
+    let log = open(dir);
+    let got = all(&*log);
+    assert_eq!(seqs(&got), (9..=1013).collect::<Vec<_>>());
+    assert_records(&got, 1, &input);
+    assert_eq!(log.trim(&keep(900), 0).expect("trim"), 105);
+    drop(log);
+    let log = open(dir);
+    let got = all(&*log);
+    assert_eq!(seqs(&got), (114..=1013).collect::<Vec<_>>());
+    assert_records(&got, 1, &input);
+    assert_eq!(log.stats().bytes, 900 * 600);
+    assert_eq!(append(&*log, &records(1, 1, 0, 1)), 1014);
+}
+
+/// Copies the directory tree `from` into `to` (created), for fixtures that opening modifies.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create fixture copy");
+    for entry in std::fs::read_dir(from).expect("read fixture dir") {
+        let entry = entry.expect("fixture entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy fixture file");
+        }
+    }
 }
 
 /// SIGKILLs a child process that appends batches in a loop; reopening yields every

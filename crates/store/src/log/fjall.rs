@@ -1,20 +1,29 @@
 //! The fjall backend of the event log: an LSM tree in the directory `<dir>/events.fjall`.
 //!
-//! Keyspaces: `events` (8-byte big-endian seq → value, the layout of [`super`]: 8-byte
-//! big-endian `received_ms` then the data) and `meta` (UTF-8 key → 8-byte big-endian u64:
-//! `format_version`, `first_seq`, `last_seq`, `bytes`). Every append and every trim step is one
-//! atomic write batch across both keyspaces, journalled and fsync'd (`PersistMode::SyncAll`)
-//! before it is applied, so an acknowledged append is on disk and a reader can never see a
-//! record that is not. Readers iterate a snapshot, so they never see part of a batch. Reads
-//! start at the oldest retained seq, so the tombstones trimming leaves behind (until compaction
-//! drops them) are not scanned.
+//! Keyspaces: `events` (8-byte big-endian key → value: the block layout of `log::block`,
+//! keyed by the block's first seq; in a log upgraded from format version 1 also its one-record
+//! entries, keys `<= v1_last_seq`) and `meta` (UTF-8 key → 8-byte big-endian u64:
+//! `format_version`, `first_seq`, `last_seq`, `bytes`, `v1_last_seq`). Every append and every
+//! trim step is one atomic write batch across both keyspaces, journalled and fsync'd
+//! (`PersistMode::SyncAll`) before it is applied, so an acknowledged append is on disk and a
+//! reader can never see a record that is not. An append inserts one entry per block (about one
+//! per 256 KiB), not one per record; journal entries are written uncompressed (the tables' own
+//! per-level compression is fjall's default). A trim step deletes the entries before its cut
+//! and, when the cut goes through a block, inserts that block's kept tail under its new first
+//! seq.
+//! Readers iterate a snapshot, so they never see part of a batch. Reads (and the open-time
+//! checks) only look at keys from the oldest retained seq up, so the tombstones trimming leaves
+//! behind (until compaction drops them; one per block) are not scanned.
 //!
-//! Invariants: the in-memory [`Counters`] equal the meta keyspace as of the last commit; after a
-//! failed commit every write is refused (fjall poisons itself too).
+//! Invariants: the in-memory [`Counters`] equal the meta keyspace as of the last commit; the
+//! entries tile `first_seq..=last_seq` (checked at both ends on open: an entry at `first_seq`,
+//! the last one ending at `last_seq`, none after it); after a failed commit every write is
+//! refused (fjall poisons itself too).
 
+use super::block::{self, ReadCollector, TrimPlanner};
 use super::{
-    Counters, EventLog, FORMAT_VERSION, HeadRecord, LogError, LogRecord, LogStats, Retention,
-    decode_value, encode_value, ensure_dir, lock, plan_trim, trim_may_remove,
+    Counters, EventLog, FORMAT_VERSION, LogError, LogRecord, LogStats, OLDEST_FORMAT_VERSION,
+    Retention, ensure_dir, lock, trim_may_remove,
 };
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode, Readable};
 use std::path::{Path, PathBuf};
@@ -25,6 +34,7 @@ const K_VERSION: &str = "format_version";
 const K_FIRST: &str = "first_seq";
 const K_LAST: &str = "last_seq";
 const K_BYTES: &str = "bytes";
+const K_V1_LAST: &str = "v1_last_seq";
 
 /// The event log stored in a fjall database.
 pub struct FjallLog {
@@ -32,8 +42,11 @@ pub struct FjallLog {
     db: Database,
     events: Keyspace,
     meta: Keyspace,
-    /// Serialises append and trim (held across the whole batch commit).
-    writer: Mutex<()>,
+    /// Entries with keys up to here are format-version-1 single records (0: none). Set on open.
+    v1_last: u64,
+    /// Serialises append and trim (held across the whole commit); holds the buffer blocks are
+    /// encoded in, reused by every append.
+    writer: Mutex<Vec<u8>>,
     /// Published counters, updated after each successful commit.
     counters: Mutex<Counters>,
     /// Set when a commit failed: writes are refused from then on.
@@ -41,30 +54,39 @@ pub struct FjallLog {
 }
 
 impl FjallLog {
-    /// Opens (creating if needed) `<dir>/events.fjall`.
+    /// Opens (creating if needed) `<dir>/events.fjall`; a version-1 log is upgraded in place.
     pub fn open(dir: &Path) -> Result<FjallLog, LogError> {
         ensure_dir(dir)?;
         let path = dir.join("events.fjall");
         let err = |e| fjall_err(&path, e);
-        let db = Database::builder(&path).open().map_err(err)?;
+        // No LZ4 on journal entries: every block is over fjall's 4 KiB threshold, and
+        // compressing each one on the writer thread costs more than writing it (measured: 0.5M vs
+        // 0.85M records/s on varied 530-byte JSON). Entries carry their own compression marker,
+        // so journals written either way are read back.
+        let db = Database::builder(&path)
+            .journal_compression(fjall::CompressionType::None)
+            .open()
+            .map_err(err)?;
         let events = db
             .keyspace("events", KeyspaceCreateOptions::default)
             .map_err(err)?;
         let meta = db
             .keyspace("meta", KeyspaceCreateOptions::default)
             .map_err(err)?;
-        let log = FjallLog {
+        let mut log = FjallLog {
             path: path.clone(),
             db,
             events,
             meta,
-            writer: Mutex::new(()),
+            v1_last: 0,
+            writer: Mutex::new(Vec::new()),
             counters: Mutex::new(Counters::EMPTY),
             poisoned: AtomicBool::new(false),
         };
-        let counters = log.init_meta()?;
+        let (counters, v1_last) = log.init_meta()?;
         *lock(&log.counters) = counters;
-        tracing::debug!(path = %path.display(), ?counters, "opened fjall event log");
+        log.v1_last = v1_last;
+        tracing::debug!(path = %path.display(), ?counters, v1_last, "opened fjall event log");
         Ok(log)
     }
 
@@ -92,7 +114,9 @@ impl FjallLog {
         }
     }
 
-    fn init_meta(&self) -> Result<Counters, LogError> {
+    /// Creates the meta of a new log, or checks that of an existing one (upgrading a version-1
+    /// log in place), and returns its counters and `v1_last_seq`.
+    fn init_meta(&self) -> Result<(Counters, u64), LogError> {
         match self.get_meta(K_VERSION)? {
             None => {
                 if !self.events.is_empty().map_err(|e| self.err(e))? {
@@ -100,11 +124,12 @@ impl FjallLog {
                 }
                 let mut batch = self.batch();
                 batch.insert(&self.meta, K_VERSION, FORMAT_VERSION.to_be_bytes());
+                batch.insert(&self.meta, K_V1_LAST, 0u64.to_be_bytes());
                 self.put_counters(&mut batch, &Counters::EMPTY);
                 batch.commit().map_err(|e| self.err(e))?;
-                Ok(Counters::EMPTY)
+                Ok((Counters::EMPTY, 0))
             }
-            Some(FORMAT_VERSION) => {
+            Some(found @ (OLDEST_FORMAT_VERSION | FORMAT_VERSION)) => {
                 let field = |key: &str| -> Result<u64, LogError> {
                     self.get_meta(key)?
                         .ok_or_else(|| self.corrupt(0, format!("meta {key} is missing")))
@@ -117,31 +142,27 @@ impl FjallLog {
                 if !c.is_valid() {
                     return Err(self.corrupt(0, format!("inconsistent meta counters {c:?}")));
                 }
-                // Point lookups only: a scan for the first key could wade through tombstones.
-                let has = |seq: u64| {
-                    self.events
-                        .contains_key(seq.to_be_bytes())
-                        .map_err(|e| self.err(e))
+                // A version-1 log: every entry is a single record, up to last_seq.
+                let v1_last = if found == FORMAT_VERSION {
+                    field(K_V1_LAST)?
+                } else {
+                    c.last_seq
                 };
-                if c.records() > 0 {
-                    for seq in [c.first_seq, c.last_seq] {
-                        if !has(seq)? {
-                            return Err(
-                                self.corrupt(seq, "meta counts it but it is missing".into())
-                            );
-                        }
-                    }
-                }
-                if c.last_seq > 0 && c.first_seq > 1 && has(c.first_seq - 1)? {
+                if v1_last > c.last_seq {
                     return Err(self.corrupt(
-                        c.first_seq - 1,
-                        "present but meta says it was trimmed".into(),
+                        v1_last,
+                        format!("meta v1_last_seq is beyond last_seq {}", c.last_seq),
                     ));
                 }
-                if has(c.last_seq + 1)? {
-                    return Err(self.corrupt(c.last_seq + 1, "present beyond last_seq".into()));
+                self.check_ends(&c, v1_last)?;
+                if found != FORMAT_VERSION {
+                    let mut batch = self.batch();
+                    batch.insert(&self.meta, K_VERSION, FORMAT_VERSION.to_be_bytes());
+                    batch.insert(&self.meta, K_V1_LAST, v1_last.to_be_bytes());
+                    batch.commit().map_err(|e| self.err(e))?;
+                    tracing::info!(path = %self.path.display(), from = found, to = FORMAT_VERSION, v1_last, "upgraded event log format in place; version-1 records are kept and still read");
                 }
-                Ok(c)
+                Ok((c, v1_last))
             }
             Some(found) => Err(LogError::UnsupportedFormat {
                 path: self.path.clone(),
@@ -149,6 +170,51 @@ impl FjallLog {
                 supported: FORMAT_VERSION,
             }),
         }
+    }
+
+    /// Checks that the entries start at `first_seq` and end at `last_seq`. Looks only at keys
+    /// from `first_seq` up: below it lie the tombstones of trimmed entries.
+    fn check_ends(&self, c: &Counters, v1_last: u64) -> Result<(), LogError> {
+        if c.records() == 0 {
+            if let Some(guard) = self.events.range(c.first_seq.to_be_bytes()..).next() {
+                let key = self.decode_key(&guard.key().map_err(|e| self.err(e))?)?;
+                return Err(self.corrupt(key, "present but meta says the log is empty".into()));
+            }
+            return Ok(());
+        }
+        if !self
+            .events
+            .contains_key(c.first_seq.to_be_bytes())
+            .map_err(|e| self.err(e))?
+        {
+            return Err(self.corrupt(
+                c.first_seq,
+                "meta counts it but no entry starts there".into(),
+            ));
+        }
+        let last = self
+            .events
+            .range(c.first_seq.to_be_bytes()..=c.last_seq.to_be_bytes())
+            .next_back()
+            .ok_or_else(|| self.corrupt(c.last_seq, "meta counts it but it is missing".into()))?;
+        let (k, v) = last.into_inner().map_err(|e| self.err(e))?;
+        let key = self.decode_key(&k)?;
+        let end = block::decode(&self.path, key, &v, key <= v1_last)?.last_seq();
+        if end != c.last_seq {
+            return Err(self.corrupt(
+                key,
+                format!("last entry ends at seq {end} but meta says {}", c.last_seq),
+            ));
+        }
+        if let Some(guard) = self
+            .events
+            .range(c.last_seq.saturating_add(1).to_be_bytes()..)
+            .next()
+        {
+            let key = self.decode_key(&guard.key().map_err(|e| self.err(e))?)?;
+            return Err(self.corrupt(key, "present beyond last_seq".into()));
+        }
+        Ok(())
     }
 
     /// A batch journalled with fsync before it is applied.
@@ -195,45 +261,44 @@ impl FjallLog {
             return Ok(0);
         }
         // Only this thread writes, so a snapshot taken now is the current state.
-        let snapshot = self.db.snapshot();
-        let head = snapshot
-            .range(&self.events, c.first_seq.to_be_bytes()..)
-            .map(|guard| {
+        let plan = {
+            let snapshot = self.db.snapshot();
+            let mut planner = TrimPlanner::new(&self.path, c, policy, now_ms);
+            for guard in snapshot.range(&self.events, c.first_seq.to_be_bytes()..) {
                 let (k, v) = guard.into_inner().map_err(|e| self.err(e))?;
-                let seq = self.decode_key(&k)?;
-                let (received_ms, data) = decode_value(&v).ok_or_else(|| {
-                    self.corrupt(seq, "stored value is shorter than its header".into())
-                })?;
-                Ok(HeadRecord {
-                    seq,
-                    received_ms,
-                    len: data.len() as u64,
-                })
-            });
-        let step = plan_trim(&self.path, &c, policy, now_ms, head)?;
-        drop(snapshot);
-        if step.records == 0 {
+                let key = self.decode_key(&k)?;
+                if !planner.feed(key, &v, key <= self.v1_last)? {
+                    break;
+                }
+            }
+            planner.finish()
+        };
+        if plan.records == 0 {
             return Ok(0);
         }
         let next = Counters {
-            first_seq: c.first_seq + step.records,
+            first_seq: c.first_seq + plan.records,
             last_seq: c.last_seq,
-            bytes: c.bytes.saturating_sub(step.bytes),
+            bytes: c.bytes.saturating_sub(plan.bytes),
         };
         let mut batch = self.batch();
-        for seq in c.first_seq..next.first_seq {
-            batch.remove(&self.events, seq.to_be_bytes());
+        for key in &plan.delete {
+            batch.remove(&self.events, key.to_be_bytes());
+        }
+        if let Some((key, tail)) = plan.rewrite {
+            batch.insert(&self.events, key.to_be_bytes(), tail);
         }
         self.put_counters(&mut batch, &next);
         self.commit(batch)?;
         *lock(&self.counters) = next;
-        Ok(step.records)
+        Ok(plan.records)
     }
 }
 
 impl EventLog for FjallLog {
     fn append(&self, records: &[(i64, &[u8])]) -> Result<u64, LogError> {
-        let _w = lock(&self.writer);
+        let mut w = lock(&self.writer);
+        let buf: &mut Vec<u8> = &mut w;
         let c = *lock(&self.counters);
         let first = c.last_seq + 1;
         if records.is_empty() {
@@ -244,10 +309,9 @@ impl EventLog for FjallLog {
             self.corrupt(c.last_seq, "sequence or byte counter would overflow".into())
         })?;
         let mut batch = self.batch();
-        let mut buf = Vec::new();
-        for (seq, (received_ms, data)) in (first..).zip(records) {
-            encode_value(&mut buf, *received_ms, data);
-            batch.insert(&self.events, seq.to_be_bytes(), buf.as_slice());
+        for (key, recs) in block::split(first, records) {
+            block::encode(&self.path, key, recs, buf)?;
+            batch.insert(&self.events, key.to_be_bytes(), buf.as_slice());
         }
         self.put_counters(&mut batch, &next);
         self.commit(batch)?;
@@ -256,33 +320,47 @@ impl EventLog for FjallLog {
     }
 
     fn read_after(&self, after: u64, limit: usize) -> Result<Vec<LogRecord>, LogError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         let Some(start) = after.checked_add(1) else {
             return Ok(Vec::new());
         };
-        // Skip what trimming removed: a published first_seq is never ahead of a snapshot taken
-        // after reading it.
-        let start = start.max(lock(&self.counters).first_seq);
-        let snapshot = self.db.snapshot();
-        let mut out = Vec::with_capacity(limit.min(1024));
-        for guard in snapshot
-            .range(&self.events, start.to_be_bytes()..)
-            .take(limit)
-        {
-            let (k, v) = guard.into_inner().map_err(|e| self.err(e))?;
-            let seq = self.decode_key(&k)?;
-            let (received_ms, data) = decode_value(&v).ok_or_else(|| {
-                self.corrupt(seq, "stored value is shorter than its header".into())
-            })?;
-            out.push(LogRecord {
-                seq,
-                received_ms,
-                data: data.to_vec(),
-            });
+        // Skip what trimming removed: published counters are never ahead of a snapshot taken
+        // after reading them.
+        let c = *lock(&self.counters);
+        let start = start.max(c.first_seq);
+        if limit == 0 || start > c.last_seq {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        let snapshot = self.db.snapshot();
+        let mut col = ReadCollector::new(start, limit);
+        // The entry holding `start`: the last key <= start (none if trimming raced past it).
+        let holder = snapshot
+            .range(
+                &self.events,
+                c.first_seq.to_be_bytes()..=start.to_be_bytes(),
+            )
+            .next_back();
+        let from = match holder {
+            Some(guard) => {
+                let (k, v) = guard.into_inner().map_err(|e| self.err(e))?;
+                let key = self.decode_key(&k)?;
+                if !col.feed(&self.path, key, &v, key <= self.v1_last)? {
+                    return Ok(col.finish());
+                }
+                match col.next_key() {
+                    Some(next) => next,
+                    None => return Ok(col.finish()),
+                }
+            }
+            None => start,
+        };
+        for guard in snapshot.range(&self.events, from.to_be_bytes()..) {
+            let (k, v) = guard.into_inner().map_err(|e| self.err(e))?;
+            let key = self.decode_key(&k)?;
+            if !col.feed(&self.path, key, &v, key <= self.v1_last)? {
+                break;
+            }
+        }
+        Ok(col.finish())
     }
 
     fn last_seq(&self) -> u64 {
@@ -354,5 +432,40 @@ mod tests {
             }
         ));
         assert!(err.to_string().contains("events.fjall"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("version 7 is not supported (this build reads versions 1 to 2"),
+            "{err}"
+        );
+    }
+
+    /// A log written by the format-version-1 build opens, is upgraded in place (meta says 2,
+    /// `v1_last_seq` 13) and passes the version-1 checks.
+    #[test]
+    fn reads_and_upgrades_v1_fixture() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1/fjall");
+        crate::log::conformance::copy_dir(&fixture, dir.path());
+        let meta = |dir: &Path| {
+            let db = Database::builder(dir.join("events.fjall"))
+                .open()
+                .expect("open raw");
+            let meta = db
+                .keyspace("meta", KeyspaceCreateOptions::default)
+                .expect("meta");
+            let get = |k: &str| {
+                meta.get(k)
+                    .expect("get")
+                    .map(|v| u64::from_be_bytes((*v).try_into().expect("8-byte meta value")))
+            };
+            (get(K_VERSION), get(K_V1_LAST))
+        };
+        assert_eq!(meta(dir.path()), (Some(1), None));
+        drop(FjallLog::open(dir.path()).expect("open v1"));
+        assert_eq!(meta(dir.path()), (Some(FORMAT_VERSION), Some(13)));
+        crate::log::conformance::reads_v1_fixture(dir.path(), &|d: &Path| {
+            std::sync::Arc::new(FjallLog::open(d).expect("open upgraded log"))
+        });
+        assert_eq!(meta(dir.path()), (Some(FORMAT_VERSION), Some(13)));
     }
 }

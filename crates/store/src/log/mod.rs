@@ -10,16 +10,34 @@
 //!   none of it, so the retained records are always one contiguous range
 //!   `first_seq..=last_seq` with no gap (this is what lets [`LogStats::records`] be derived from
 //!   the two ends);
-//! - trimming only ever removes the oldest records (a prefix of that range);
+//! - trimming only ever removes the oldest records (a prefix of that range), record by record;
 //! - readers never wait for the writer for longer than a snapshot takes to open, and never see
 //!   a partial batch.
 //!
-//! On-disk value layout, shared by both backends: key = seq (u64, big-endian where the backend
-//! orders raw bytes), value = `received_ms` as 8 bytes big-endian two's complement followed by
-//! the record's bytes. A `meta` table holds `format_version`, `first_seq` (oldest retained seq,
-//! or `last_seq + 1` when empty), `last_seq` and `bytes` (sum of the retained records' data
-//! lengths, the 8-byte prefix excluded), all updated in the same commit as the records.
+//! On-disk layout (format version 2), shared by both backends: records are packed into
+//! *blocks*, runs of consecutive records stored as one key/value entry keyed by the block's
+//! first seq (u64, big-endian where the backend orders raw bytes); the value codec is in
+//! `log::block`. One append is split into blocks of at most ~256 KiB (or 4096 records), so it
+//! costs about one key/value write per 256 KiB instead of one per record, and a read decodes at
+//! most one block it does not return from. The entries tile `first_seq..=last_seq` exactly: the
+//! first entry's key is `first_seq` (a trim whose cut goes through a block rewrites the kept
+//! tail of that block under its new first seq, in the same commit), each next key follows the
+//! previous block's last seq, the last block ends at `last_seq`. `read_after(after, ..)` finds
+//! the entry holding `after + 1` with a reverse range query for the last key `<= after + 1`
+//! (bounded below by `first_seq`) and streams forward from there.
+//!
+//! A `meta` table holds `format_version`, `first_seq` (oldest retained seq, or `last_seq + 1`
+//! when empty), `last_seq`, `bytes` (sum of the retained records' data lengths, headers
+//! excluded) and `v1_last_seq`, all updated in the same commit as the records.
+//!
+//! Format version 1 (one record per key: value = 8-byte big-endian `received_ms` then the data)
+//! is still read: opening a version-1 log upgrades it in place, in one commit, by setting
+//! `format_version` to 2 and `v1_last_seq` to its `last_seq`; its old entries stay as they are
+//! and are decoded as one-record blocks (keys `<= v1_last_seq`), new appends write blocks above
+//! them, and trimming removes the old entries in time. Any other version is refused with
+//! [`LogError::UnsupportedFormat`].
 
+mod block;
 pub mod fjall;
 pub mod redb;
 
@@ -32,11 +50,16 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-/// The on-disk format version this build writes and reads.
-pub const FORMAT_VERSION: u64 = 1;
+/// The on-disk format version this build writes (blocks of records).
+pub const FORMAT_VERSION: u64 = 2;
 
-/// Most records removed by one trim commit, so a large trim does not stall appends for long.
-pub(crate) const TRIM_CHUNK: u64 = 4096;
+/// The oldest on-disk format version this build still reads (and upgrades in place on open):
+/// version 1, one record per key.
+pub const OLDEST_FORMAT_VERSION: u64 = 1;
+
+/// Records one trim commit removes before it stops at the next block boundary, so a large
+/// trim does not stall appends for long (deleting a block costs one key, whatever it holds).
+pub(crate) const TRIM_CHUNK: u64 = 256 * 1024;
 
 /// One stored record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,15 +135,30 @@ pub enum LogError {
     },
     /// The log was written by a build with another on-disk format.
     #[error(
-        "event log {path}: on-disk format version {found} is not supported (this build reads version {supported})"
+        "event log {path}: on-disk format version {found} is not supported (this build reads versions {oldest} to {supported}, writes version {supported})",
+        oldest = OLDEST_FORMAT_VERSION
     )]
     UnsupportedFormat {
         /// The database.
         path: PathBuf,
         /// Version found in its meta table.
         found: u64,
-        /// Version this build supports.
+        /// Newest version this build supports (the one it writes).
         supported: u64,
+    },
+    /// A record is larger than a block can hold; nothing of the append was written.
+    #[error(
+        "event log {path}: record for seq {seq} has {len} bytes, more than the {max} a record may have"
+    )]
+    RecordTooLarge {
+        /// The database.
+        path: PathBuf,
+        /// The seq the record would have had.
+        seq: u64,
+        /// Its length.
+        len: u64,
+        /// The largest length allowed.
+        max: u64,
     },
     /// Stored data does not have the expected shape.
     #[error("event log {path}: corrupt at seq {seq}: {detail}")]
@@ -296,34 +334,6 @@ impl Counters {
     }
 }
 
-/// Encodes a stored value: `received_ms` big-endian, then the data.
-pub(crate) fn encode_value(buf: &mut Vec<u8>, received_ms: i64, data: &[u8]) {
-    buf.clear();
-    buf.reserve(8 + data.len());
-    buf.extend_from_slice(&received_ms.to_be_bytes());
-    buf.extend_from_slice(data);
-}
-
-/// Splits a stored value into `received_ms` and data; `None` when shorter than the prefix.
-pub(crate) fn decode_value(value: &[u8]) -> Option<(i64, &[u8])> {
-    let (head, data) = value.split_first_chunk::<8>()?;
-    Some((i64::from_be_bytes(*head), data))
-}
-
-/// A retained record as trimming sees it.
-pub(crate) struct HeadRecord {
-    pub seq: u64,
-    pub received_ms: i64,
-    pub len: u64,
-}
-
-/// How many of the oldest records one trim commit removes, and their bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct TrimStep {
-    pub records: u64,
-    pub bytes: u64,
-}
-
 /// The absolute cut-off time of a max-age policy: records received before it are too old.
 pub(crate) fn age_cutoff(policy: &Retention, now_ms: i64) -> Option<i64> {
     policy.max_age_secs.map(|secs| {
@@ -341,44 +351,6 @@ pub(crate) fn trim_may_remove(c: &Counters, policy: &Retention) -> bool {
     policy.max_records.is_some_and(|m| c.records() > m)
         || policy.max_bytes.is_some_and(|m| c.bytes > m)
         || policy.max_age_secs.is_some()
-}
-
-/// Plans one trim commit: walks the head of the log (`head` yields records from `c.first_seq`
-/// upwards) and counts the records to remove, at most `TRIM_CHUNK`.
-pub(crate) fn plan_trim(
-    path: &Path,
-    c: &Counters,
-    policy: &Retention,
-    now_ms: i64,
-    head: impl Iterator<Item = Result<HeadRecord, LogError>>,
-) -> Result<TrimStep, LogError> {
-    let cutoff = age_cutoff(policy, now_ms);
-    let mut step = TrimStep::default();
-    for rec in head {
-        if step.records >= TRIM_CHUNK {
-            break;
-        }
-        let rec = rec?;
-        let expected = c.first_seq + step.records;
-        if rec.seq != expected {
-            return Err(LogError::Corrupt {
-                path: path.to_path_buf(),
-                seq: expected,
-                detail: format!("expected the oldest retained record, found seq {}", rec.seq),
-            });
-        }
-        let records_left = c.records() - step.records;
-        let bytes_left = c.bytes.saturating_sub(step.bytes);
-        let must_go = policy.max_records.is_some_and(|m| records_left > m)
-            || policy.max_bytes.is_some_and(|m| bytes_left > m)
-            || cutoff.is_some_and(|cut| rec.received_ms < cut);
-        if !must_go {
-            break;
-        }
-        step.records += 1;
-        step.bytes += rec.len;
-    }
-    Ok(step)
 }
 
 /// Locks a mutex, ignoring poisoning: the data behind our mutexes is plain counters that a
@@ -402,18 +374,6 @@ mod tests {
         }
         assert_eq!(" FJALL ".parse::<LogBackend>(), Ok(LogBackend::Fjall));
         assert!("nats".parse::<LogBackend>().is_err());
-    }
-
-    #[test]
-    fn value_codec_round_trips() {
-        let mut buf = Vec::new();
-        for ms in [i64::MIN, -1, 0, 1, 1_700_000_000_000, i64::MAX] {
-            encode_value(&mut buf, ms, b"abc");
-            assert_eq!(decode_value(&buf), Some((ms, &b"abc"[..])));
-        }
-        encode_value(&mut buf, 5, b"");
-        assert_eq!(decode_value(&buf), Some((5, &b""[..])));
-        assert_eq!(decode_value(&[1, 2, 3]), None);
     }
 
     #[test]
