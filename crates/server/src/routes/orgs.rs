@@ -70,7 +70,7 @@ fn issue_token(state: &AppState, org_id: &str, label: String) -> ApiResult<(Stri
         .state
         .put_token(&rec)
         .map_err(|e| ApiError::internal("storing token", e))?;
-    state.auth.reload(&state.state)?;
+    state.auth.put_token(&rec);
     Ok((secret, rec))
 }
 
