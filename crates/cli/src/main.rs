@@ -15,7 +15,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// threatfeed — an open, self-hostable, real-time cyber threat feed.
 #[derive(Debug, Parser)]
-#[command(name = "threatfeed", version, about, long_about = None)]
+#[command(
+    name = "threatfeed",
+    version,
+    about = "threatfeed — an open, self-hostable, real-time cyber threat feed",
+    long_about = None
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
