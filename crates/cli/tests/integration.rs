@@ -13,4 +13,5 @@ mod integration {
     mod ops;
     mod reports;
     mod stream;
+    mod threats;
 }

@@ -15,6 +15,7 @@ pub mod geo;
 pub mod ingest;
 pub mod org;
 pub mod privacy;
+pub mod threat;
 pub mod tlp;
 
 pub use event::Event;

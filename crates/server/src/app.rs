@@ -12,6 +12,7 @@ use crate::ratelimit::RateLimiter;
 use crate::routes;
 use crate::telemetry;
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use threatfeed_core::geo::GeoDb;
+use threatfeed_core::threat::KnowledgeBase;
 use threatfeed_core::{Org, OrgKind, Scope, Tlp, TokenRecord};
 use threatfeed_store::log::{EventLog, open_log};
 use threatfeed_store::state::StateStore;
@@ -44,6 +46,10 @@ pub struct AppState {
     pub enricher: Arc<Enricher>,
     /// Ingest rate limit.
     pub ingest_limiter: Arc<RateLimiter>,
+    /// The threat knowledge base (bundled, with admin edits layered over it).
+    pub kb: Arc<ArcSwap<KnowledgeBase>>,
+    /// Serialises knowledge-base edits (readers never wait).
+    pub kb_lock: Arc<std::sync::Mutex<()>>,
     /// Prometheus handle.
     pub metrics: PrometheusHandle,
     /// Cancelled when the server starts shutting down.
@@ -186,6 +192,11 @@ pub fn router(state: AppState) -> Router {
         .route("/stream", get(routes::stream::stream))
         .route("/reports/infections", get(routes::reports::infections))
         .route("/admin/geo/reload", post(routes::ops::geo_reload))
+        .route("/threats", get(routes::threats::list))
+        .route(
+            "/threats/{id}",
+            get(routes::threats::get).put(routes::threats::put),
+        )
         .fallback(api_not_found)
         .layer(DefaultBodyLimit::max(body_limit));
     Router::new()
@@ -221,6 +232,10 @@ impl Server {
         let auth = Arc::new(Auth::default());
         let admin = bootstrap_admin(&state, &auth, &config.data_dir, env_admin_token)?;
         auth.reload(&state).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let kb = routes::threats::load_knowledge_base(&state)
+            .context("loading the threat knowledge base")?;
+        tracing::info!(threats = kb.len(), "threat knowledge base loaded");
+        let kb = Arc::new(ArcSwap::from_pointee(kb));
         let (geo, source) = load_geo(&config)?;
         tracing::info!(source, stats = ?geo.stats(), "geo table loaded");
         let stats = log.stats();
@@ -241,7 +256,9 @@ impl Server {
             auth,
             committer,
             hub,
-            enricher: Arc::new(Enricher::new(geo)),
+            enricher: Arc::new(Enricher::new(geo, kb.clone())),
+            kb,
+            kb_lock: Arc::new(std::sync::Mutex::new(())),
             metrics,
             shutdown: CancellationToken::new(),
         };

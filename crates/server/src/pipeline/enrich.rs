@@ -4,25 +4,29 @@
 //! The geo table sits behind an [`ArcSwap`]: a lookup is a pointer load and a binary search, never
 //! a lock; `threatfeed geo import` (or a reload) swaps a new table in atomically.
 //!
-//! Threat ids: until the knowledge base lands, a threat is identified by its family's slug
-//! (lower-case, `[a-z0-9-]`), so `threat_id` is set whenever a family is known.
+//! Threat ids: the event's `family` is resolved in the threat knowledge base (by id, name or
+//! alias, in any spelling), so `threat_id` names a documented threat with a playbook, or is empty
+//! when the family is unknown to the knowledge base.
 
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use threatfeed_core::Event;
 use threatfeed_core::geo::GeoDb;
+use threatfeed_core::threat::KnowledgeBase;
 
 /// Enriches events in place.
 #[derive(Debug)]
 pub struct Enricher {
     geo: ArcSwap<GeoDb>,
+    kb: Arc<ArcSwap<KnowledgeBase>>,
 }
 
 impl Enricher {
-    /// An enricher over `geo`.
-    pub fn new(geo: GeoDb) -> Enricher {
+    /// An enricher over `geo`, resolving families in `kb`.
+    pub fn new(geo: GeoDb, kb: Arc<ArcSwap<KnowledgeBase>>) -> Enricher {
         Enricher {
             geo: ArcSwap::from_pointee(geo),
+            kb,
         }
     }
 
@@ -39,6 +43,7 @@ impl Enricher {
     /// Fills `asn`, `as_name`, `country`, `threat_id` of each event.
     pub fn enrich(&self, events: &mut [Event]) {
         let geo = self.geo.load();
+        let kb = self.kb.load();
         for e in events {
             let info = geo.lookup(e.src_ip);
             e.asn = info.asn;
@@ -47,36 +52,8 @@ impl Enricher {
             e.threat_id = e
                 .family
                 .as_deref()
-                .map(threat_slug)
-                .filter(|s| !s.is_empty());
+                .and_then(|f| kb.get(f))
+                .map(|t| t.id.clone());
         }
-    }
-}
-
-/// The id of a family's threat: lower-case, runs of other characters folded to `-`.
-pub fn threat_slug(family: &str) -> String {
-    let mut out = String::with_capacity(family.len());
-    for c in family.trim().chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') && !out.is_empty() {
-            out.push('-');
-        }
-    }
-    while out.ends_with('-') {
-        out.pop();
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slugs() {
-        assert_eq!(threat_slug("Cobalt Strike"), "cobalt-strike");
-        assert_eq!(threat_slug(" emotet "), "emotet");
-        assert_eq!(threat_slug("!!"), "");
     }
 }

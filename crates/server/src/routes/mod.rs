@@ -4,6 +4,7 @@
 //! - [`events`] — ingest and the scoped log listing (`/api/v1/events`);
 //! - [`stream`] — the live SSE stream (`/api/v1/stream`);
 //! - [`reports`] — the infection report (`/api/v1/reports/infections`);
+//! - [`threats`] — the threat knowledge base and playbooks (`/api/v1/threats`);
 //! - [`ops`] — `/healthz`, `/metrics`, admin operations.
 
 pub mod events;
@@ -11,6 +12,7 @@ pub mod ops;
 pub mod orgs;
 pub mod reports;
 pub mod stream;
+pub mod threats;
 
 use crate::app::AppState;
 use crate::auth::Caller;
