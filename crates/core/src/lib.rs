@@ -7,11 +7,16 @@
 //! - [`canon`] — canonical host names and IP addresses;
 //! - [`ingest`] — parsing of sensor input (NDJSON, JSON arrays, Microsoft CTIP records);
 //! - [`geo`] — the IP → ASN / AS name / country table used for enrichment;
+//! - [`threat`] — the threat knowledge base: threats, behaviour, remediation playbooks;
+//! - [`indicator`] — indicators of compromise: kinds, canonical forms, deterministic ids;
+//! - [`import`] — parsers for the indicator lists of the field (maltrail, FireHOL, Feodo CSV, plain);
 //! - [`privacy`] — the privacy model: who may see which event (the one place it is decided).
 
 pub mod canon;
 pub mod event;
 pub mod geo;
+pub mod import;
+pub mod indicator;
 pub mod ingest;
 pub mod org;
 pub mod privacy;
