@@ -10,6 +10,7 @@ mod integration {
     mod cli;
     mod crash;
     mod ingest;
+    mod lookup;
     mod ops;
     mod reports;
     mod stream;

@@ -353,10 +353,7 @@ mod tests {
     use super::*;
     use std::path::{Path, PathBuf};
 
-    const MALTRAIL: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../testdata/threats/maltrail"
-    );
+    const MALTRAIL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/kb/maltrail");
     const BLOCKLISTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/blocklists");
 
     fn read(path: &Path) -> String {

@@ -78,6 +78,20 @@ pub fn can_see_event(viewer: &Viewer, event: &Event) -> bool {
     in_scope(viewer, event)
 }
 
+/// Rule 2 — indicators (C2 infrastructure) are shared by TLP: CLEAR and GREEN to every member,
+/// AMBER and AMBER+STRICT to members cleared for them, RED only to named recipients (none can be
+/// named yet, so only admins).
+pub fn can_see_indicator(viewer: &Viewer, tlp: Tlp) -> bool {
+    if viewer.is_admin() {
+        return true;
+    }
+    match tlp {
+        Tlp::Clear | Tlp::Green => true,
+        Tlp::Red => false,
+        t => t <= viewer.clearance,
+    }
+}
+
 /// An index from event attributes to the subscribers (keys `K`) that may see the event.
 #[derive(Debug)]
 pub struct AudienceIndex<K: Copy + Eq + Hash + Ord> {

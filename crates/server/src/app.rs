@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use threatfeed_core::geo::GeoDb;
+use threatfeed_core::lookup::IndicatorIndex;
 use threatfeed_core::threat::KnowledgeBase;
 use threatfeed_core::{Org, OrgKind, Scope, Tlp, TokenRecord};
 use threatfeed_store::log::{EventLog, open_log};
@@ -48,6 +49,8 @@ pub struct AppState {
     pub ingest_limiter: Arc<RateLimiter>,
     /// The threat knowledge base (bundled, with admin edits layered over it).
     pub kb: Arc<ArcSwap<KnowledgeBase>>,
+    /// Known indicators (the bundled C2 lists; loaded in the background at start-up).
+    pub indicators: Arc<ArcSwap<IndicatorIndex>>,
     /// Serialises knowledge-base edits (readers never wait).
     pub kb_lock: Arc<std::sync::Mutex<()>>,
     /// Prometheus handle.
@@ -193,6 +196,8 @@ pub fn router(state: AppState) -> Router {
         .route("/reports/infections", get(routes::reports::infections))
         .route("/admin/geo/reload", post(routes::ops::geo_reload))
         .route("/threats", get(routes::threats::list))
+        .route("/lookup", post(routes::lookup::batch))
+        .route("/lookup/{value}", get(routes::lookup::one))
         .route(
             "/threats/{id}",
             get(routes::threats::get).put(routes::threats::put),
@@ -236,6 +241,22 @@ impl Server {
             .context("loading the threat knowledge base")?;
         tracing::info!(threats = kb.len(), "threat knowledge base loaded");
         let kb = Arc::new(ArcSwap::from_pointee(kb));
+        // The bundled C2 lists take a moment to parse: serve at once, swap them in when ready.
+        let indicators = Arc::new(ArcSwap::from_pointee(IndicatorIndex::new()));
+        {
+            let (kb, indicators) = (kb.clone(), indicators.clone());
+            std::thread::Builder::new()
+                .name("load-indicators".into())
+                .spawn(move || {
+                    let (index, reports) = IndicatorIndex::bundled(&kb.load());
+                    tracing::info!(
+                        indicators = index.len(),
+                        lists = reports.len(),
+                        "bundled indicators loaded"
+                    );
+                    indicators.store(Arc::new(index));
+                })?;
+        }
         let (geo, source) = load_geo(&config)?;
         tracing::info!(source, stats = ?geo.stats(), "geo table loaded");
         let stats = log.stats();
@@ -256,7 +277,8 @@ impl Server {
             auth,
             committer,
             hub,
-            enricher: Arc::new(Enricher::new(geo, kb.clone())),
+            enricher: Arc::new(Enricher::new(geo, kb.clone(), indicators.clone())),
+            indicators: indicators.clone(),
             kb,
             kb_lock: Arc::new(std::sync::Mutex::new(())),
             metrics,

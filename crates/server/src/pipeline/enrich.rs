@@ -1,17 +1,20 @@
 //! Enrichment of parsed events: ASN, AS organisation and country of `src_ip` from the geo table,
-//! and the threat id.
+//! and the threat.
 //!
 //! The geo table sits behind an [`ArcSwap`]: a lookup is a pointer load and a binary search, never
 //! a lock; `threatfeed geo import` (or a reload) swaps a new table in atomically.
 //!
 //! Threat ids: the event's `family` is resolved in the threat knowledge base (by id, name or
 //! alias, in any spelling), so `threat_id` names a documented threat with a playbook, or is empty
-//! when the family is unknown to the knowledge base.
+//! when the family is unknown to the knowledge base. A check-in without a family is classified
+//! by the known indicators: its C2 host name (exact or parent domain), its URL, then its
+//! destination address; the family is then set to the threat's id.
 
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use threatfeed_core::Event;
 use threatfeed_core::geo::GeoDb;
+use threatfeed_core::lookup::IndicatorIndex;
 use threatfeed_core::threat::KnowledgeBase;
 
 /// Enriches events in place.
@@ -19,14 +22,20 @@ use threatfeed_core::threat::KnowledgeBase;
 pub struct Enricher {
     geo: ArcSwap<GeoDb>,
     kb: Arc<ArcSwap<KnowledgeBase>>,
+    indicators: Arc<ArcSwap<IndicatorIndex>>,
 }
 
 impl Enricher {
-    /// An enricher over `geo`, resolving families in `kb`.
-    pub fn new(geo: GeoDb, kb: Arc<ArcSwap<KnowledgeBase>>) -> Enricher {
+    /// An enricher over `geo`, resolving families in `kb` and classifying with `indicators`.
+    pub fn new(
+        geo: GeoDb,
+        kb: Arc<ArcSwap<KnowledgeBase>>,
+        indicators: Arc<ArcSwap<IndicatorIndex>>,
+    ) -> Enricher {
         Enricher {
             geo: ArcSwap::from_pointee(geo),
             kb,
+            indicators,
         }
     }
 
@@ -40,10 +49,11 @@ impl Enricher {
         self.geo.load_full()
     }
 
-    /// Fills `asn`, `as_name`, `country`, `threat_id` of each event.
+    /// Fills `asn`, `as_name`, `country`, `threat_id` (and `family` when classified).
     pub fn enrich(&self, events: &mut [Event]) {
         let geo = self.geo.load();
         let kb = self.kb.load();
+        let indicators = self.indicators.load();
         for e in events {
             let info = geo.lookup(e.src_ip);
             e.asn = info.asn;
@@ -54,6 +64,13 @@ impl Enricher {
                 .as_deref()
                 .and_then(|f| kb.get(f))
                 .map(|t| t.id.clone());
+            if e.family.is_none()
+                && let Some((threat, _matched)) =
+                    indicators.classify(e.host.as_deref(), e.url.as_deref(), e.dst_ip)
+            {
+                e.family = Some(threat.clone());
+                e.threat_id = Some(threat);
+            }
         }
     }
 }

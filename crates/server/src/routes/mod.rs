@@ -5,9 +5,11 @@
 //! - [`stream`] — the live SSE stream (`/api/v1/stream`);
 //! - [`reports`] — the infection report (`/api/v1/reports/infections`);
 //! - [`threats`] — the threat knowledge base and playbooks (`/api/v1/threats`);
+//! - [`lookup`] — known-bad lookups, single and batch (`/api/v1/lookup`);
 //! - [`ops`] — `/healthz`, `/metrics`, admin operations.
 
 pub mod events;
+pub mod lookup;
 pub mod ops;
 pub mod orgs;
 pub mod reports;

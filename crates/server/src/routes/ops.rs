@@ -21,6 +21,8 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
         "last_seq": stats.last_seq,
         "log_records": stats.records,
         "subscribers": state.hub.subscriber_count(),
+        "indicators": state.indicators.load().len(),
+        "threats": state.kb.load().len(),
     }))
 }
 
