@@ -38,6 +38,8 @@ enum Command {
     Token(commands::org::TokenCommand),
     /// Stream event files (NDJSON, JSON arrays, CTIP; .gz accepted) to a running server.
     Ingest(commands::ingest::IngestArgs),
+    /// Ask a running server whether IPs, networks, domains, URLs or hashes are known-bad.
+    Lookup(commands::lookup::LookupArgs),
     /// The IP → ASN / country table: import a newer snapshot, look addresses up.
     #[command(subcommand)]
     Geo(commands::geo::GeoCommand),
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
             Command::Token(c) => commands::org::run_token(c).await,
             Command::Ingest(a) => commands::ingest::run(a).await,
             Command::Geo(c) => commands::geo::run(c).await,
+            Command::Lookup(a) => commands::lookup::run(a).await,
             Command::Bench(c) => bench::run(c).await,
         }
     });

@@ -2,5 +2,6 @@
 
 pub mod geo;
 pub mod ingest;
+pub mod lookup;
 pub mod org;
 pub mod serve;

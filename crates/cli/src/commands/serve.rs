@@ -43,24 +43,27 @@ fn init_tracing(format: &str) {
     }
 }
 
-async fn stop_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Installs the SIGINT / SIGTERM handlers now (before the server announces itself, so a signal
+/// that arrives right after start-up still means "shut down gracefully") and returns the future
+/// that resolves on the first of them.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    {
+        Ok(async move {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
@@ -96,11 +99,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!("admin token unchanged (see admin.token in the data directory)")
         }
     }
+    let stop = stop_signal()?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr().context("listener address")?;
     tracing::info!(%local, "threatfeed listening");
     println!("listening on http://{local}");
-    server.serve(listener, stop_signal()).await
+    server.serve(listener, stop).await
 }

@@ -157,3 +157,30 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn the_lookup_command_prints_one_verdict_per_value() {
+    let s = Server::start();
+    wait_for_indicators(&s).await;
+    let ip = ip_part(&listed("emotet", is_ipv4));
+    let out = std::process::Command::new(bin())
+        .args(["lookup", &ip, "192.0.2.55", "not a value"])
+        .env("THREATFEED_SERVER", &s.base)
+        .env("THREATFEED_TOKEN", ADMIN)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["known"], true);
+    assert!(lines[0]["clean"].is_string());
+    assert_eq!(lines[1]["known"], false);
+    assert!(lines[2]["error"].is_string());
+}
