@@ -7,13 +7,16 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Acknowledged batches: (marker, first seq, last seq).
+type Acked = Arc<Mutex<Vec<(u64, u64, u64)>>>;
+
 /// Posts batches from `writers` tasks until stopped; returns the acknowledged (marker, seq range) pairs.
 async fn hammer(
     base: String,
     writers: usize,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    acked: Acked,
 ) -> Vec<(u64, u64, u64)> {
-    let acked = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     for w in 0..writers as u64 {
         let base = base.clone();
@@ -66,6 +69,18 @@ async fn hammer(
     acked.lock().expect("lock").clone()
 }
 
+/// Waits (up to 60 s) until `n` batches are acknowledged, so the kill lands mid-load even on a
+/// slow machine.
+async fn wait_for_batches(acked: &Acked, n: usize) {
+    for _ in 0..600 {
+        if acked.lock().expect("lock").len() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the load never got going");
+}
+
 async fn check_all_acked_present(s: &Server, acked: &[(u64, u64, u64)]) {
     let events = all_events(s, ADMIN).await;
     let seqs: Vec<u64> = events
@@ -107,8 +122,9 @@ async fn kill_9_during_ingest_loses_no_acknowledged_event() {
         let dir = tmp.path().join("d");
         let mut s = Server::start_in(&dir, None, &[("THREATFEED_LOG_BACKEND", backend)], true);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let h = tokio::spawn(hammer(s.base.clone(), 8, stop.clone()));
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let acked: Acked = Arc::default();
+        let h = tokio::spawn(hammer(s.base.clone(), 8, stop.clone(), acked.clone()));
+        wait_for_batches(&acked, 30).await;
         s.kill9();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let acked = h.await.expect("join");
@@ -134,8 +150,9 @@ async fn sigterm_shuts_down_gracefully_and_commits_in_flight_batches() {
     let mut s = Server::start_in(&dir, None, &[], true);
     let mut stream = Sse::open(&s, ADMIN, "/api/v1/stream", None).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let h = tokio::spawn(hammer(s.base.clone(), 4, stop.clone()));
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let acked: Acked = Arc::default();
+    let h = tokio::spawn(hammer(s.base.clone(), 4, stop.clone(), acked.clone()));
+    wait_for_batches(&acked, 10).await;
     let status = s.terminate();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(status.success(), "clean exit: {status:?}");
