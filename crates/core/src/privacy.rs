@@ -377,5 +377,17 @@ mod tests {
                 prop_assert_eq!(got, want);
             }
         }
+
+        #[test]
+        fn indicators_are_shared_by_tlp_only(v in arb_viewer(), tlp in arb_tlp()) {
+            let expected = v.kind == OrgKind::Admin
+                || matches!(tlp, Tlp::Clear | Tlp::Green)
+                || (tlp != Tlp::Red && tlp <= v.clearance);
+            prop_assert_eq!(can_see_indicator(&v, tlp), expected);
+            // RED names recipients; none can be named yet, so only admins see it.
+            if tlp == Tlp::Red {
+                prop_assert_eq!(can_see_indicator(&v, tlp), v.kind == OrgKind::Admin);
+            }
+        }
     }
 }
