@@ -2,9 +2,11 @@
 //!
 //! - `bench ingest` — drives a running server: ingest throughput, ingest → subscriber latency
 //!   with K scoped SSE subscribers, server peak RSS;
+//! - `bench lookup` — in-process indicator lookups per second and memory per indicator;
 //! - `bench store` — the two embedded log engines (redb, fjall) on our event shape.
 
 pub mod ingest;
+pub mod lookup;
 
 use std::path::PathBuf;
 
@@ -13,6 +15,8 @@ use std::path::PathBuf;
 pub enum BenchCommand {
     /// Load-generate against a running server and measure throughput and delivery latency.
     Ingest(ingest::IngestBenchArgs),
+    /// In-process indicator lookups over the bundled lists plus N synthetic indicators.
+    Lookup(lookup::LookupBenchArgs),
     /// Compare the embedded log engines on appends, reads and reopen.
     Store {
         /// Events to append.
@@ -32,6 +36,10 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ingest(args) => {
             let v = ingest::run(args).await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        BenchCommand::Lookup(args) => {
+            let v = tokio::task::spawn_blocking(move || lookup::run(args)).await??;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         BenchCommand::Store {

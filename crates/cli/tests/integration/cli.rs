@@ -235,3 +235,31 @@ fn the_store_benchmark_prints_figures_for_both_engines() {
             > 0.0
     );
 }
+
+#[test]
+fn the_lookup_benchmark_prints_figures() {
+    let out = Command::new(bin())
+        .args([
+            "bench",
+            "lookup",
+            "--indicators",
+            "20000",
+            "--lookups",
+            "20000",
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(v["indicators"].as_u64().expect("n") > 100_000);
+    let ratio = v["hit_ratio"].as_f64().expect("ratio");
+    assert!(
+        (0.4..0.6).contains(&ratio),
+        "half the queries are listed: {v}"
+    );
+    assert!(v["lookups_per_sec_1_thread"].as_f64().expect("f") > 0.0);
+}
