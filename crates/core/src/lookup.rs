@@ -12,7 +12,7 @@
 //! linking each indicator to the knowledge base's threat of the same family.
 
 use crate::import::{Format, parse_reader};
-use crate::indicator::{IndicatorError, IndicatorKind, canonicalize, canonicalize_as};
+use crate::indicator::{IndicatorError, IndicatorKind, canonicalize};
 use crate::threat::KnowledgeBase;
 use crate::tlp::Tlp;
 use ipnet::IpNet;
@@ -298,8 +298,7 @@ impl IndicatorIndex {
             return Some(found);
         }
         if let Some(u) = url
-            && let Ok((IndicatorKind::Url, v, hits)) =
-                canonicalize_as(IndicatorKind::Url, u).and_then(|_| self.lookup(u))
+            && let Ok((IndicatorKind::Url, v, hits)) = self.lookup(u)
             && let Some(found) = first("url", &v, hits)
         {
             return Some(found);
