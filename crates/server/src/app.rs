@@ -237,13 +237,13 @@ impl Server {
         let auth = Arc::new(Auth::default());
         let admin = bootstrap_admin(&state, &auth, &config.data_dir, env_admin_token)?;
         auth.reload(&state).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let kb = routes::threats::load_knowledge_base(&state)
+        let kb = routes::threats::load_knowledge_base(&state, config.default_kb)
             .context("loading the threat knowledge base")?;
         tracing::info!(threats = kb.len(), "threat knowledge base loaded");
         let kb = Arc::new(ArcSwap::from_pointee(kb));
         // The bundled C2 lists take a moment to parse: serve at once, swap them in when ready.
         let indicators = Arc::new(ArcSwap::from_pointee(IndicatorIndex::new()));
-        {
+        if config.default_kb {
             let (kb, indicators) = (kb.clone(), indicators.clone());
             std::thread::Builder::new()
                 .name("load-indicators".into())

@@ -31,6 +31,8 @@ pub struct RawConfig {
     /// Geo snapshot override.
     #[serde(default)]
     pub geo: RawGeo,
+    /// Load the bundled threat knowledge base and C2 indicator lists (default true).
+    pub default_kb: Option<bool>,
 }
 
 /// `[limits]`.
@@ -117,6 +119,8 @@ pub struct Config {
     pub subscriber_buffer: usize,
     /// Geo snapshot override.
     pub geo_snapshot: Option<PathBuf>,
+    /// Whether the bundled knowledge base and indicator lists are loaded.
+    pub default_kb: bool,
 }
 
 /// A configuration that cannot be used.
@@ -282,6 +286,7 @@ impl RawConfig {
                 defaults::SUBSCRIBER_BUFFER,
             )?,
             geo_snapshot: self.geo.snapshot,
+            default_kb: self.default_kb.unwrap_or(true),
         })
     }
 }

@@ -21,6 +21,9 @@ pub struct ServeArgs {
     /// Event log engine: redb or fjall [default: redb].
     #[arg(long = "log-backend", env = "THREATFEED_LOG_BACKEND")]
     pub log_backend: Option<String>,
+    /// Start without the bundled threat knowledge base and C2 indicator lists.
+    #[arg(long = "no-default-kb")]
+    pub no_default_kb: bool,
     /// Log format: text or json.
     #[arg(
         long = "log-format",
@@ -82,6 +85,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if args.log_backend.is_some() {
         raw.log_backend = args.log_backend.clone();
+    }
+    if args.no_default_kb {
+        raw.default_kb = Some(false);
     }
     let config = raw.validate()?;
     let listen = config.listen;

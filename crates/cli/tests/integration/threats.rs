@@ -136,3 +136,13 @@ async fn check_ins_are_linked_to_the_documented_threat() {
     // The family as reported is kept.
     assert_eq!(evs[0]["family"], "cobalt strike");
 }
+
+#[tokio::test]
+async fn no_default_kb_starts_empty() {
+    let s = Server::start_with(Some("default_kb = false\n"), &[]);
+    let (_, v) = get(&s, ADMIN, "/api/v1/threats").await;
+    assert_eq!(v["threats"], json!([]));
+    let (_, h) = get(&s, ADMIN, "/healthz").await;
+    assert_eq!(h["indicators"], 0);
+    assert_eq!(h["threats"], 0);
+}

@@ -22,11 +22,17 @@ pub const STORED_PREFIX: &str = "threat/";
 /// Metadata key listing the ids of admin-edited threats (JSON array).
 pub const STORED_IDS: &str = "threat-ids";
 
-/// The bundled knowledge base with the admin-edited threats stored in `store` layered over it.
+/// The bundled knowledge base (unless `default_kb` is off) with the admin-edited threats stored
+/// in `store` layered over it.
 pub fn load_knowledge_base(
     store: &threatfeed_store::state::StateStore,
+    default_kb: bool,
 ) -> anyhow::Result<threatfeed_core::threat::KnowledgeBase> {
-    let mut kb = threatfeed_core::threat::KnowledgeBase::bundled()?;
+    let mut kb = if default_kb {
+        threatfeed_core::threat::KnowledgeBase::bundled()?
+    } else {
+        threatfeed_core::threat::KnowledgeBase::new()
+    };
     let ids: Vec<String> = match store.get_meta(STORED_IDS)? {
         Some(text) => serde_json::from_str(&text)?,
         None => Vec::new(),
