@@ -267,7 +267,7 @@ impl Server {
             records = stats.records,
             "event log opened"
         );
-        let hub = Arc::new(Hub::new(config.subscriber_buffer, stats.last_seq));
+        let hub = Arc::new(Hub::new(config.subscriber_buffer));
         let (committer, threads) = Committer::start(log.clone(), hub.clone())?;
         let state = AppState {
             ingest_limiter: Arc::new(RateLimiter::new(config.limits.ingest_events_per_sec)),

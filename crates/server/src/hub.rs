@@ -66,7 +66,6 @@ struct Inner {
 #[derive(Debug)]
 pub struct Hub {
     inner: Mutex<Inner>,
-    head: AtomicU64,
     buffer: usize,
 }
 
@@ -89,10 +88,9 @@ impl Drop for Subscription {
 
 impl Hub {
     /// A hub whose subscribers each buffer up to `buffer` batches.
-    pub fn new(buffer: usize, head: u64) -> Hub {
+    pub fn new(buffer: usize) -> Hub {
         Hub {
             inner: Mutex::new(Inner::default()),
-            head: AtomicU64::new(head),
             buffer: buffer.max(1),
         }
     }
@@ -101,11 +99,6 @@ impl Hub {
         // A panic while holding the lock cannot leave the index half-updated in a way that leaks
         // data (entries are removed before re-insertion), so recover from poisoning.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Highest seq published so far.
-    pub fn head(&self) -> u64 {
-        self.head.load(Ordering::Acquire)
     }
 
     /// Registers a subscriber with `viewer`'s rights, starting at cursor `from`.
@@ -161,7 +154,9 @@ impl Hub {
 
     /// Publishes a committed batch (ascending seqs) to every subscriber allowed to see each event.
     pub fn publish(&self, batch: &[Arc<Committed>]) {
-        let Some(last) = batch.last() else { return };
+        if batch.is_empty() {
+            return;
+        }
         let mut per_sub: HashMap<u64, Batch> = HashMap::new();
         let mut audience = Vec::new();
         let mut inner = self.lock();
@@ -194,7 +189,6 @@ impl Hub {
             inner.subs.remove(&k);
         }
         telemetry::subscribers(inner.subs.len());
-        self.head.store(last.event.seq, Ordering::Release);
         drop(inner);
         telemetry::events_delivered(delivered);
     }

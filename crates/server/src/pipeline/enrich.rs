@@ -44,11 +44,6 @@ impl Enricher {
         self.geo.store(Arc::new(geo));
     }
 
-    /// The current geo table.
-    pub fn geo(&self) -> Arc<GeoDb> {
-        self.geo.load_full()
-    }
-
     /// Fills `asn`, `as_name`, `country`, `threat_id` (and `family` when classified).
     pub fn enrich(&self, events: &mut [Event]) {
         let geo = self.geo.load();
