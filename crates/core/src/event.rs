@@ -53,6 +53,10 @@ pub struct Event {
     pub country: Option<String>,
     /// The threat it was classified to.
     pub threat_id: Option<String>,
+    /// What classified it when the sensor gave no family: `indicator:<kind>:<value>` (a known
+    /// indicator matched its host, URL or destination) or `rule:<id>` (a request-pattern rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classified_by: Option<String>,
 }
 
 impl Event {
@@ -78,6 +82,7 @@ impl Event {
             as_name: None,
             country: None,
             threat_id: None,
+            classified_by: None,
         }
     }
 

@@ -36,6 +36,8 @@ pub struct IndicatorEntry {
     pub family: Option<String>,
     /// The port the source listed with it.
     pub port: Option<u16>,
+    /// Confidence 0–100 that it is malicious.
+    pub confidence: u8,
     /// Sharing label.
     pub tlp: Tlp,
     /// Where it comes from (e.g. `maltrail`).
@@ -174,6 +176,7 @@ impl IndicatorIndex {
                     threat_id: threat_id.clone(),
                     family: Some((*family).to_string()),
                     port: ind.port,
+                    confidence: 80,
                     tlp: Tlp::Clear,
                     source: "maltrail".to_string(),
                 };
@@ -337,6 +340,7 @@ mod tests {
             threat_id: Some(threat.to_string()),
             family: None,
             port: None,
+            confidence: 80,
             tlp: Tlp::Clear,
             source: "test".into(),
         }

@@ -70,6 +70,7 @@ pub fn run(args: LookupBenchArgs) -> anyhow::Result<Value> {
             threat_id: Some("emotet".to_string()),
             family: None,
             port: None,
+            confidence: 80,
             tlp: Tlp::Clear,
             source: "bench".to_string(),
         });

@@ -60,11 +60,12 @@ impl Enricher {
                 .and_then(|f| kb.get(f))
                 .map(|t| t.id.clone());
             if e.family.is_none()
-                && let Some((threat, _matched)) =
+                && let Some((threat, matched)) =
                     indicators.classify(e.host.as_deref(), e.url.as_deref(), e.dst_ip)
             {
                 e.family = Some(threat.clone());
                 e.threat_id = Some(threat);
+                e.classified_by = Some(format!("indicator:{matched}"));
             }
         }
     }
