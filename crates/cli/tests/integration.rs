@@ -9,6 +9,7 @@ mod integration {
     mod auth;
     mod cli;
     mod crash;
+    mod indicators;
     mod ingest;
     mod lookup;
     mod ops;

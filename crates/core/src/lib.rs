@@ -9,6 +9,7 @@
 //! - [`geo`] — the IP → ASN / AS name / country table used for enrichment;
 //! - [`threat`] — the threat knowledge base: threats, behaviour, remediation playbooks;
 //! - [`indicator`] — indicators of compromise: kinds, canonical forms, deterministic ids;
+//! - [`intel`] — indicator records: sources, merging, expiry and decay, change entries;
 //! - [`lookup`] — the in-memory indicator index: lookups and classification of check-ins;
 //! - [`import`] — parsers for the indicator lists of the field (maltrail, FireHOL, Feodo CSV, plain);
 //! - [`privacy`] — the privacy model: who may see which event (the one place it is decided).
@@ -18,6 +19,7 @@ pub mod event;
 pub mod geo;
 pub mod import;
 pub mod indicator;
+pub mod intel;
 pub mod ingest;
 pub mod lookup;
 pub mod org;

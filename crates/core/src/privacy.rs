@@ -10,6 +10,11 @@
 //! [`AudienceIndex`] to find candidate subscribers in time proportional to the matches rather than
 //! to all subscribers; the index only narrows candidates and every candidate is confirmed with
 //! [`can_see_event`], so the index can never widen what a member sees.
+//!
+//! Rule 3 — contributors: who reported an indicator is shown only through [`view_indicator`]: a
+//! source is listed only if its own TLP is visible to the viewer, an anonymous source is named
+//! [`crate::intel::ANONYMOUS_NAME`] to everyone but the contributor itself (admins included), and
+//! member ids are never shown.
 
 use crate::event::Event;
 use crate::org::{Org, OrgKind, Scope};
@@ -90,6 +95,57 @@ pub fn can_see_indicator(viewer: &Viewer, tlp: Tlp) -> bool {
         Tlp::Red => false,
         t => t <= viewer.clearance,
     }
+}
+
+/// One reporter of an indicator as a viewer sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SourceView<'a> {
+    /// The member's or feed's name, or [`crate::intel::ANONYMOUS_NAME`].
+    pub name: &'a str,
+    /// Contributed anonymously.
+    pub anonymous: bool,
+    /// Whether the viewer is this contributor.
+    pub yours: bool,
+    /// Its confidence.
+    pub confidence: u8,
+    /// Its TLP.
+    pub tlp: Tlp,
+    /// First report by this source.
+    pub first_seen: jiff::Timestamp,
+    /// Latest report by this source.
+    pub last_seen: jiff::Timestamp,
+}
+
+/// An indicator record as `viewer` may see it (rules 2 and 3), or `None` if it may not.
+pub fn view_indicator<'a>(
+    viewer: &Viewer,
+    record: &'a crate::intel::IndicatorRecord,
+) -> Option<(crate::intel::Summary<'a>, Vec<SourceView<'a>>)> {
+    if !can_see_indicator(viewer, record.tlp) {
+        return None;
+    }
+    let sources = record
+        .sources
+        .iter()
+        .filter(|s| can_see_indicator(viewer, s.tlp))
+        .map(|s| {
+            let yours = s.org_id.as_deref() == Some(viewer.org_id.as_str());
+            SourceView {
+                name: if s.anonymous && !yours {
+                    crate::intel::ANONYMOUS_NAME
+                } else {
+                    &s.name
+                },
+                anonymous: s.anonymous,
+                yours,
+                confidence: s.confidence,
+                tlp: s.tlp,
+                first_seen: s.first_seen,
+                last_seen: s.last_seen,
+            }
+        })
+        .collect();
+    Some((record.summary(), sources))
 }
 
 /// An index from event attributes to the subscribers (keys `K`) that may see the event.
@@ -387,6 +443,54 @@ mod tests {
             // RED names recipients; none can be named yet, so only admins see it.
             if tlp == Tlp::Red {
                 prop_assert_eq!(can_see_indicator(&v, tlp), v.kind == OrgKind::Admin);
+            }
+        }
+
+        #[test]
+        fn an_indicator_view_never_leaks_a_contributor(
+            v in arb_viewer(),
+            viewer_org in 0usize..4,
+            sources in prop::collection::vec((0usize..4, any::<bool>(), arb_tlp(), 0u8..=100), 1..5),
+        ) {
+            let mut v = v;
+            v.org_id = format!("org_{viewer_org}");
+            let t = jiff::Timestamp::UNIX_EPOCH;
+            let checked = crate::intel::Contribution { value: "192.0.2.1".into(), ..Default::default() }
+                .check()
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let mk = |(o, anon, tlp, conf): (usize, bool, Tlp, u8)| crate::intel::Source {
+                name: format!("Member Number {o}"),
+                org_id: Some(format!("org_{o}")),
+                anonymous: anon,
+                confidence: conf,
+                tlp,
+                first_seen: t,
+                last_seen: t,
+            };
+            let mut r = crate::intel::IndicatorRecord::new(checked.clone(), None, mk(sources[0]));
+            for s in &sources[1..] {
+                r.merge(checked.clone(), None, mk(*s), t);
+            }
+            let view = view_indicator(&v, &r);
+            // Rule 2: visible exactly when its (widest) TLP is.
+            prop_assert_eq!(view.is_some(), can_see_indicator(&v, r.tlp));
+            if let Some((summary, views)) = view {
+                let json = serde_json::to_string(&(summary, &views)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert!(!json.contains("org_"), "member ids are never shown: {}", json);
+                for (o, anon, tlp, _) in &r.sources.iter().map(|s| {
+                    let o: usize = s.org_id.as_deref().and_then(|x| x.strip_prefix("org_")).and_then(|x| x.parse().ok()).unwrap_or(99);
+                    (o, s.anonymous, s.tlp, s.confidence)
+                }).collect::<Vec<_>>() {
+                    let name = format!("Member Number {o}");
+                    let hidden = (*anon && *o != viewer_org) || !can_see_indicator(&v, *tlp);
+                    if hidden {
+                        prop_assert!(!json.contains(&name), "{} leaked to {:?}: {}", name, v.org_id, json);
+                    }
+                }
+                // Every listed source is one the viewer may see.
+                for s in &views {
+                    prop_assert!(can_see_indicator(&v, s.tlp));
+                }
             }
         }
     }

@@ -49,8 +49,10 @@ pub struct AppState {
     pub ingest_limiter: Arc<RateLimiter>,
     /// The threat knowledge base (bundled, with admin edits layered over it).
     pub kb: Arc<ArcSwap<KnowledgeBase>>,
-    /// Known indicators (the bundled C2 lists; loaded in the background at start-up).
+    /// The lookup index of the active indicators (rebuilt by `intel` after each change).
     pub indicators: Arc<ArcSwap<IndicatorIndex>>,
+    /// Indicator records, their change log and contributors.
+    pub intel: Arc<crate::indicators::IndicatorStore>,
     /// Serialises knowledge-base edits (readers never wait).
     pub kb_lock: Arc<std::sync::Mutex<()>>,
     /// Prometheus handle.
@@ -196,6 +198,20 @@ pub fn router(state: AppState) -> Router {
         .route("/reports/infections", get(routes::reports::infections))
         .route("/admin/geo/reload", post(routes::ops::geo_reload))
         .route("/threats", get(routes::threats::list))
+        .route(
+            "/indicators",
+            get(routes::indicators::list).post(routes::indicators::contribute),
+        )
+        .route("/indicators/changes", get(routes::indicators::changes))
+        .route("/indicators/stream", get(routes::indicators::stream))
+        .route(
+            "/indicators/{id}",
+            get(routes::indicators::get).delete(routes::indicators::delete),
+        )
+        .route(
+            "/indicators/{id}/false-positive",
+            post(routes::indicators::false_positive),
+        )
         .route("/lookup", post(routes::lookup::batch))
         .route("/lookup/{value}", get(routes::lookup::one))
         .route(
@@ -241,20 +257,32 @@ impl Server {
             .context("loading the threat knowledge base")?;
         tracing::info!(threats = kb.len(), "threat knowledge base loaded");
         let kb = Arc::new(ArcSwap::from_pointee(kb));
-        // The bundled C2 lists take a moment to parse: serve at once, swap them in when ready.
         let indicators = Arc::new(ArcSwap::from_pointee(IndicatorIndex::new()));
+        let changes_dir = config.data_dir.join("indicator-changes");
+        let changes = open_log(config.log_backend, &changes_dir).with_context(|| {
+            format!(
+                "opening the indicator change log in {}",
+                changes_dir.display()
+            )
+        })?;
+        let intel = Arc::new(
+            crate::indicators::IndicatorStore::open(
+                state.clone(),
+                changes,
+                indicators.clone(),
+                kb.clone(),
+                config.indicators.clone(),
+            )
+            .context("opening the indicator store")?,
+        );
+        // The bundled C2 lists take a moment to parse: serve at once, swap them in when ready.
         if config.default_kb {
-            let (kb, indicators) = (kb.clone(), indicators.clone());
+            let intel = intel.clone();
             std::thread::Builder::new()
                 .name("load-indicators".into())
                 .spawn(move || {
-                    let (index, reports) = IndicatorIndex::bundled(&kb.load());
-                    tracing::info!(
-                        indicators = index.len(),
-                        lists = reports.len(),
-                        "bundled indicators loaded"
-                    );
-                    indicators.store(Arc::new(index));
+                    let added = intel.load_bundled();
+                    tracing::info!(indicators = added, "bundled indicators loaded");
                 })?;
         }
         let (geo, source) = load_geo(&config)?;
@@ -279,6 +307,7 @@ impl Server {
             hub,
             enricher: Arc::new(Enricher::new(geo, kb.clone(), indicators.clone())),
             indicators: indicators.clone(),
+            intel,
             kb,
             kb_lock: Arc::new(std::sync::Mutex::new(())),
             metrics,
@@ -329,6 +358,8 @@ fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
         let retention_every = Duration::from_secs(state.config.retention_interval_secs);
         let mut retention = tokio::time::interval(retention_every);
         let mut gauges = tokio::time::interval(Duration::from_secs(1));
+        let mut sweep =
+            tokio::time::interval(Duration::from_secs(state.config.indicator_sweep_secs));
         loop {
             tokio::select! {
                 _ = retention.tick() => {
@@ -339,6 +370,15 @@ fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
                         Ok(Ok(n)) => telemetry::retention_trimmed(n),
                         Ok(Err(err)) => tracing::error!(%err, "retention failed"),
                         Err(err) => tracing::error!(%err, "retention task failed"),
+                    }
+                }
+                _ = sweep.tick() => {
+                    let intel = state.intel.clone();
+                    match tokio::task::spawn_blocking(move || intel.sweep(jiff::Timestamp::now())).await {
+                        Ok(Ok(0)) => {}
+                        Ok(Ok(n)) => tracing::info!(removed = n, "indicators expired or decayed"),
+                        Ok(Err(err)) => tracing::error!(%err, "indicator sweep failed"),
+                        Err(err) => tracing::error!(%err, "indicator sweep task failed"),
                     }
                 }
                 _ = gauges.tick() => {

@@ -33,6 +33,24 @@ pub struct RawConfig {
     pub geo: RawGeo,
     /// Load the bundled threat knowledge base and C2 indicator lists (default true).
     pub default_kb: Option<bool>,
+    /// Indicator expiry, decay and false-positive handling.
+    #[serde(default)]
+    pub indicators: RawIndicators,
+}
+
+/// `[indicators]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIndicators {
+    /// How often expiry and decay are applied, seconds.
+    pub sweep_secs: Option<u64>,
+    /// An indicator whose decayed confidence falls below this is removed.
+    pub min_confidence: Option<u8>,
+    /// Distinct members whose false-positive reports remove an indicator.
+    pub false_positive_reports: Option<usize>,
+    /// Half-life of confidence per indicator type (`"30d"`, `"12h"`, `"90s"`, `"off"`).
+    #[serde(default)]
+    pub half_life: std::collections::BTreeMap<String, String>,
 }
 
 /// `[limits]`.
@@ -121,6 +139,32 @@ pub struct Config {
     pub geo_snapshot: Option<PathBuf>,
     /// Whether the bundled knowledge base and indicator lists are loaded.
     pub default_kb: bool,
+    /// Indicator store settings.
+    pub indicators: crate::indicators::IndicatorSettings,
+    /// Sweep interval for expiry and decay, seconds.
+    pub indicator_sweep_secs: u64,
+}
+
+/// Parses a duration such as `30d`, `12h`, `15m`, `90s`; `off` is `None`.
+pub fn parse_duration(s: &str) -> Option<Option<jiff::SignedDuration>> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("off") {
+        return Some(None);
+    }
+    let split = t.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = t.split_at(split);
+    let n: i64 = n.parse().ok()?;
+    let secs = match unit.trim() {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    if secs <= 0 {
+        return None;
+    }
+    Some(Some(jiff::SignedDuration::from_secs(secs)))
 }
 
 /// A configuration that cannot be used.
@@ -178,6 +222,8 @@ pub mod defaults {
     pub const KEEPALIVE_SECS: u64 = 15;
     /// `stream.subscriber_buffer`.
     pub const SUBSCRIBER_BUFFER: usize = 1024;
+    /// `indicators.sweep_secs`.
+    pub const INDICATOR_SWEEP_SECS: u64 = 60;
 }
 
 impl RawConfig {
@@ -262,7 +308,45 @@ impl RawConfig {
             max_records: r.max_events.filter(|&n| n > 0),
             max_bytes: r.max_bytes.filter(|&n| n > 0),
         };
+        let ri = self.indicators;
+        let mut indicators = crate::indicators::IndicatorSettings::default();
+        if let Some(m) = ri.min_confidence {
+            if m > 100 {
+                return Err(ConfigError::Value {
+                    key: "indicators.min_confidence",
+                    value: m.to_string(),
+                    why: "must be 0-100",
+                });
+            }
+            indicators.decay.min_confidence = m;
+        }
+        indicators.false_positive_reports = positive(
+            "indicators.false_positive_reports",
+            ri.false_positive_reports,
+            indicators.false_positive_reports,
+        )?;
+        for (kind, d) in &ri.half_life {
+            let k = kind
+                .parse::<threatfeed_core::indicator::IndicatorKind>()
+                .map_err(|_| ConfigError::Value {
+                    key: "indicators.half_life",
+                    value: kind.clone(),
+                    why: "unknown indicator type (ipv4, ipv6, cidr, domain, url, md5, sha1, sha256)",
+                })?;
+            let h = parse_duration(d).ok_or_else(|| ConfigError::Value {
+                key: "indicators.half_life",
+                value: d.clone(),
+                why: "expected a duration like 30d, 12h, 15m, 90s, or off",
+            })?;
+            indicators.decay.set_half_life(k, h);
+        }
         Ok(Config {
+            indicators,
+            indicator_sweep_secs: positive(
+                "indicators.sweep_secs",
+                ri.sweep_secs.map(|v| v as usize),
+                defaults::INDICATOR_SWEEP_SECS as usize,
+            )? as u64,
             listen,
             data_dir: self
                 .data_dir
@@ -323,5 +407,19 @@ mod tests {
             .expect("toml")
             .validate();
         assert!(e.expect_err("bad backend").to_string().contains("sqlite"));
+        let e = RawConfig::from_toml("[indicators.half_life]\nipv4 = \"3 weeks\"")
+            .expect("toml")
+            .validate();
+        assert!(e.expect_err("bad duration").to_string().contains("3 weeks"));
+        let cfg = RawConfig::from_toml("[indicators.half_life]\nurl = \"12h\"\nmd5 = \"off\"")
+            .expect("toml")
+            .validate()
+            .expect("valid");
+        assert_eq!(
+            cfg.indicators
+                .decay
+                .half_life_of(threatfeed_core::indicator::IndicatorKind::Url),
+            Some(jiff::SignedDuration::from_hours(12))
+        );
     }
 }

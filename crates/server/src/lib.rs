@@ -13,6 +13,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod indicators;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod routes;

@@ -23,6 +23,7 @@ const ORGS: TableDefinition<&str, &str> = TableDefinition::new("orgs");
 const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
 const TOKEN_BY_HASH: TableDefinition<&str, &str> = TableDefinition::new("token_by_hash");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+const INDICATORS: TableDefinition<&str, &str> = TableDefinition::new("indicators");
 const SCHEMA: TableDefinition<&str, u64> = TableDefinition::new("schema");
 
 /// A failure of the state store. Every message names the file.
@@ -116,7 +117,7 @@ impl StateStore {
     fn init(&self) -> Result<(), StateError> {
         let txn = self.write()?;
         {
-            for table in [ORGS, TOKENS, TOKEN_BY_HASH, META] {
+            for table in [ORGS, TOKENS, TOKEN_BY_HASH, META, INDICATORS] {
                 txn.open_table(table).map_err(|e| self.err(e))?;
             }
             let mut schema = txn.open_table(SCHEMA).map_err(|e| self.err(e))?;
@@ -306,6 +307,27 @@ impl StateStore {
         };
         self.commit(txn)?;
         Ok(Some(rec))
+    }
+
+    /// Inserts or replaces indicator records (id, JSON) in one commit.
+    pub fn put_indicators<T: Serialize>(&self, records: &[(&str, &T)]) -> Result<(), StateError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let txn = self.write()?;
+        {
+            let mut t = txn.open_table(INDICATORS).map_err(|e| self.err(e))?;
+            for (id, r) in records {
+                let json = self.encode_json(&format!("indicator {id}"), r)?;
+                t.insert(*id, json.as_str()).map_err(|e| self.err(e))?;
+            }
+        }
+        self.commit(txn)
+    }
+
+    /// Every stored indicator record, by id.
+    pub fn indicators<T: DeserializeOwned>(&self) -> Result<Vec<T>, StateError> {
+        self.all(INDICATORS, "indicator")
     }
 
     /// The setting `key`, if set.

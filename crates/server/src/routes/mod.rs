@@ -5,10 +5,13 @@
 //! - [`stream`] — the live SSE stream (`/api/v1/stream`);
 //! - [`reports`] — the infection report (`/api/v1/reports/infections`);
 //! - [`threats`] — the threat knowledge base and playbooks (`/api/v1/threats`);
+//! - [`indicators`] — indicator records, contributions, removals and their change stream
+//!   (`/api/v1/indicators`);
 //! - [`lookup`] — known-bad lookups, single and batch (`/api/v1/lookup`);
 //! - [`ops`] — `/healthz`, `/metrics`, admin operations.
 
 pub mod events;
+pub mod indicators;
 pub mod lookup;
 pub mod ops;
 pub mod orgs;

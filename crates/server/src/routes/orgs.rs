@@ -163,10 +163,16 @@ pub async fn get(
         .ok_or_else(|| ApiError::NotFound(format!("no organisation with id {id:?}")))
 }
 
-/// `GET /api/v1/me`: the caller's own organisation.
-pub async fn me(caller: Caller) -> Json<Value> {
+/// `GET /api/v1/me`: the caller's own organisation, and its record as a contributor.
+pub async fn me(State(state): State<AppState>, caller: Caller) -> Json<Value> {
     let mut v = serde_json::to_value(caller.org.as_ref()).unwrap_or_else(|_| json!({}));
     v["token_id"] = json!(caller.token_id);
+    let stats = state.intel.stats(&caller.org.id);
+    v["contributions"] = json!({
+        "contributed": stats.contributed,
+        "false_positives": stats.false_positives,
+        "accuracy": stats.accuracy(),
+    });
     Json(v)
 }
 
