@@ -38,6 +38,8 @@ enum Command {
     Token(commands::org::TokenCommand),
     /// Stream event files (NDJSON, JSON arrays, CTIP; .gz accepted) to a running server.
     Ingest(commands::ingest::IngestArgs),
+    /// Import indicator files (maltrail, FireHOL, Feodo CSV, plain, MISP, STIX) into a running server.
+    Import(commands::import::ImportArgs),
     /// Ask a running server whether IPs, networks, domains, URLs or hashes are known-bad.
     Lookup(commands::lookup::LookupArgs),
     /// The IP → ASN / country table: import a newer snapshot, look addresses up.
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
             Command::Ingest(a) => commands::ingest::run(a).await,
             Command::Geo(c) => commands::geo::run(c).await,
             Command::Lookup(a) => commands::lookup::run(a).await,
+            Command::Import(a) => commands::import::run(a).await,
             Command::Bench(c) => bench::run(c).await,
         }
     });

@@ -9,6 +9,7 @@ mod integration {
     mod auth;
     mod cli;
     mod crash;
+    mod import;
     mod indicators;
     mod ingest;
     mod lookup;

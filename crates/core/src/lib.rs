@@ -12,6 +12,7 @@
 //! - [`intel`] — indicator records: sources, merging, expiry and decay, change entries;
 //! - [`lookup`] — the in-memory indicator index: lookups and classification of check-ins;
 //! - [`import`] — parsers for the indicator lists of the field (maltrail, FireHOL, Feodo CSV, plain);
+//! - [`rules`] — request-pattern rules (URI, user agent, first bytes) that recognise a family;
 //! - [`privacy`] — the privacy model: who may see which event (the one place it is decided).
 
 pub mod canon;
@@ -19,11 +20,12 @@ pub mod event;
 pub mod geo;
 pub mod import;
 pub mod indicator;
-pub mod intel;
 pub mod ingest;
+pub mod intel;
 pub mod lookup;
 pub mod org;
 pub mod privacy;
+pub mod rules;
 pub mod threat;
 pub mod tlp;
 

@@ -61,6 +61,26 @@ pub struct AppState {
     pub shutdown: CancellationToken,
 }
 
+/// The bundled request-pattern rules (unless `default_kb` is off), then the configured file's.
+fn load_rules(config: &Config) -> anyhow::Result<threatfeed_core::rules::RuleSet> {
+    let mut set = if config.default_kb {
+        threatfeed_core::rules::RuleSet::bundled()?
+    } else {
+        threatfeed_core::rules::RuleSet::new()
+    };
+    if let Some(path) = &config.rules_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading rules file {}", path.display()))?;
+        let extra = threatfeed_core::rules::RuleSet::from_toml(&text)
+            .with_context(|| format!("rules file {}", path.display()))?;
+        for r in extra.rules() {
+            set.push(r.clone())
+                .with_context(|| format!("rules file {}", path.display()))?;
+        }
+    }
+    Ok(set)
+}
+
 /// Name of the geo snapshot written into the data directory by `threatfeed geo import`.
 pub const GEO_SNAPSHOT_FILE: &str = "geo.tfgeo.gz";
 /// Name of the admin token file.
@@ -202,6 +222,7 @@ pub fn router(state: AppState) -> Router {
             "/indicators",
             get(routes::indicators::list).post(routes::indicators::contribute),
         )
+        .route("/import", post(routes::import::import))
         .route("/indicators/changes", get(routes::indicators::changes))
         .route("/indicators/stream", get(routes::indicators::stream))
         .route(
@@ -285,6 +306,8 @@ impl Server {
                     tracing::info!(indicators = added, "bundled indicators loaded");
                 })?;
         }
+        let rules = load_rules(&config)?;
+        tracing::info!(rules = rules.len(), "request-pattern rules loaded");
         let (geo, source) = load_geo(&config)?;
         tracing::info!(source, stats = ?geo.stats(), "geo table loaded");
         let stats = log.stats();
@@ -305,7 +328,7 @@ impl Server {
             auth,
             committer,
             hub,
-            enricher: Arc::new(Enricher::new(geo, kb.clone(), indicators.clone())),
+            enricher: Arc::new(Enricher::new(geo, kb.clone(), indicators.clone(), rules)),
             indicators: indicators.clone(),
             intel,
             kb,

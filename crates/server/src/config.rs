@@ -36,6 +36,9 @@ pub struct RawConfig {
     /// Indicator expiry, decay and false-positive handling.
     #[serde(default)]
     pub indicators: RawIndicators,
+    /// A request-pattern rules file (format of `data/kb/rules.toml`), used after the bundled
+    /// rules.
+    pub rules_file: Option<PathBuf>,
 }
 
 /// `[indicators]`.
@@ -143,6 +146,8 @@ pub struct Config {
     pub indicators: crate::indicators::IndicatorSettings,
     /// Sweep interval for expiry and decay, seconds.
     pub indicator_sweep_secs: u64,
+    /// Extra request-pattern rules.
+    pub rules_file: Option<PathBuf>,
 }
 
 /// Parses a duration such as `30d`, `12h`, `15m`, `90s`; `off` is `None`.
@@ -341,6 +346,7 @@ impl RawConfig {
             indicators.decay.set_half_life(k, h);
         }
         Ok(Config {
+            rules_file: self.rules_file,
             indicators,
             indicator_sweep_secs: positive(
                 "indicators.sweep_secs",

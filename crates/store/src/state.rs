@@ -340,6 +340,19 @@ impl StateStore {
             .map(|g| g.value().to_string()))
     }
 
+    /// Sets several settings in one commit.
+    pub fn set_meta_many(&self, items: &[(String, String)]) -> Result<(), StateError> {
+        let txn = self.write()?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            for (k, v) in items {
+                meta.insert(k.as_str(), v.as_str())
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        self.commit(txn)
+    }
+
     /// Sets the setting `key` to `v`.
     pub fn set_meta(&self, key: &str, v: &str) -> Result<(), StateError> {
         let txn = self.write()?;

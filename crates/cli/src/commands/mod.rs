@@ -1,6 +1,7 @@
 //! The subcommands of the binary, one file each.
 
 pub mod geo;
+pub mod import;
 pub mod ingest;
 pub mod lookup;
 pub mod org;

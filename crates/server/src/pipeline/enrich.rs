@@ -8,13 +8,16 @@
 //! alias, in any spelling), so `threat_id` names a documented threat with a playbook, or is empty
 //! when the family is unknown to the knowledge base. A check-in without a family is classified
 //! by the known indicators: its C2 host name (exact or parent domain), its URL, then its
-//! destination address; the family is then set to the threat's id.
+//! destination address — then by the request-pattern rules ([`RuleSet`]: URI, user agent). The
+//! family is then set to the threat's id and `classified_by` records what matched
+//! (`indicator:host:<name>`, `indicator:url:<url>`, `indicator:dst_ip:<ip>` or `rule:<id>`).
 
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use threatfeed_core::Event;
 use threatfeed_core::geo::GeoDb;
 use threatfeed_core::lookup::IndicatorIndex;
+use threatfeed_core::rules::{Request, RuleSet};
 use threatfeed_core::threat::KnowledgeBase;
 
 /// Enriches events in place.
@@ -23,20 +26,29 @@ pub struct Enricher {
     geo: ArcSwap<GeoDb>,
     kb: Arc<ArcSwap<KnowledgeBase>>,
     indicators: Arc<ArcSwap<IndicatorIndex>>,
+    rules: RuleSet,
 }
 
 impl Enricher {
-    /// An enricher over `geo`, resolving families in `kb` and classifying with `indicators`.
+    /// An enricher over `geo`, resolving families in `kb` and classifying with `indicators`,
+    /// then `rules`.
     pub fn new(
         geo: GeoDb,
         kb: Arc<ArcSwap<KnowledgeBase>>,
         indicators: Arc<ArcSwap<IndicatorIndex>>,
+        rules: RuleSet,
     ) -> Enricher {
         Enricher {
             geo: ArcSwap::from_pointee(geo),
             kb,
             indicators,
+            rules,
         }
+    }
+
+    /// The request-pattern rules in use.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
     }
 
     /// Replaces the geo table.
@@ -59,13 +71,21 @@ impl Enricher {
                 .as_deref()
                 .and_then(|f| kb.get(f))
                 .map(|t| t.id.clone());
-            if e.family.is_none()
-                && let Some((threat, matched)) =
+            if e.family.is_none() {
+                if let Some((threat, matched)) =
                     indicators.classify(e.host.as_deref(), e.url.as_deref(), e.dst_ip)
-            {
-                e.family = Some(threat.clone());
-                e.threat_id = Some(threat);
-                e.classified_by = Some(format!("indicator:{matched}"));
+                {
+                    e.family = Some(threat.clone());
+                    e.threat_id = Some(threat);
+                    e.classified_by = Some(format!("indicator:{matched}"));
+                } else if let Some(rule) = self.rules.classify(&Request::from_event(e)) {
+                    let threat = kb
+                        .get(&rule.threat)
+                        .map_or_else(|| rule.threat.clone(), |t| t.id.clone());
+                    e.family = Some(threat.clone());
+                    e.threat_id = kb.get(&threat).map(|t| t.id.clone());
+                    e.classified_by = Some(format!("rule:{}", rule.id));
+                }
             }
         }
     }

@@ -33,7 +33,7 @@ pub struct IngestQuery {
 }
 
 /// Decompresses a gzip body, refusing output over `limit` bytes.
-fn gunzip(body: &[u8], limit: usize) -> ApiResult<Vec<u8>> {
+pub fn gunzip(body: &[u8], limit: usize) -> ApiResult<Vec<u8>> {
     let mut out = Vec::new();
     let mut dec = flate2::read::MultiGzDecoder::new(body).take(limit as u64 + 1);
     dec.read_to_end(&mut out)

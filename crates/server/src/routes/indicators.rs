@@ -271,13 +271,16 @@ fn parse_seq(what: &str, s: &str) -> ApiResult<u64> {
         .map_err(|_| ApiError::BadRequest(format!("{what}: not a sequence number: {s:?}")))
 }
 
+/// A visible change: seq, op, delivered JSON.
+type VisibleChange = (u64, String, String);
+
 /// The visible changes after `after` (up to `limit` read): `(seq, op, json)` and the cursor.
 fn read_changes(
     state: &AppState,
     viewer: &threatfeed_core::Viewer,
     after: u64,
     limit: usize,
-) -> ApiResult<(Vec<(u64, String, String)>, u64)> {
+) -> ApiResult<(Vec<VisibleChange>, u64)> {
     let recs = state
         .intel
         .changes()

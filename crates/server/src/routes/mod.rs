@@ -7,10 +7,12 @@
 //! - [`threats`] — the threat knowledge base and playbooks (`/api/v1/threats`);
 //! - [`indicators`] — indicator records, contributions, removals and their change stream
 //!   (`/api/v1/indicators`);
+//! - [`import`] — whole third-party files, format detected (`/api/v1/import`);
 //! - [`lookup`] — known-bad lookups, single and batch (`/api/v1/lookup`);
 //! - [`ops`] — `/healthz`, `/metrics`, admin operations.
 
 pub mod events;
+pub mod import;
 pub mod indicators;
 pub mod lookup;
 pub mod ops;
