@@ -57,6 +57,10 @@ pub struct Event {
     /// indicator matched its host, URL or destination) or `rule:<id>` (a request-pattern rule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classified_by: Option<String>,
+    /// Where the threat's documentation and remediation playbook is
+    /// (`/api/v1/threats/<threat_id>`), when the event has a threat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playbook: Option<String>,
 }
 
 impl Event {
@@ -83,6 +87,7 @@ impl Event {
             country: None,
             threat_id: None,
             classified_by: None,
+            playbook: None,
         }
     }
 

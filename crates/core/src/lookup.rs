@@ -1,25 +1,49 @@
 //! The in-memory indicator index: is this IP, network, domain, URL or hash known-bad, and which
 //! threat is it?
 //!
-//! Exact values sit in one hash map keyed by canonical text (kinds cannot collide: an IP, a
-//! CIDR, a domain, a URL and a hash never share a canonical spelling); networks sit in a
-//! longest-prefix trie. A lookup canonicalises its input ([`crate::indicator`]), then:
-//! an IP also matches every listed network containing it; a domain also matches its listed
-//! parent domains; a URL also matches its host. The index is built off the hot path and
-//! swapped in whole by its owner.
+//! Layout (compact, fixed-width, allocation-free on the lookup path):
+//!
+//! - every indicator is one 12-byte record: its value as a fixed-width key — an IPv4 address as
+//!   a `u32`, an IPv6 address as an index into a `u128` array, any other text (domains, URLs,
+//!   hashes, networks) as an offset into one shared string arena (`Vec<u8>`, length-prefixed) —
+//!   plus its port, kind, flags and a `u32` *profile*: the (threat, family, source, confidence,
+//!   TLP) combination, interned once in a small table;
+//! - ids are not stored when they are the deterministic [`indicator_id`] of kind and value (the
+//!   normal case; recomputed when a hit is shown); other ids sit in a side map;
+//! - exact values sit in one open-addressing table (linear probing, 8-byte slots: a 32-bit hash
+//!   tag and the record number; the tag is checked before the record is touched, the record's
+//!   key after); records sharing a value are chained in a side map; networks sit in a
+//!   longest-prefix trie. Kinds cannot collide: an IP, a CIDR, a domain, a URL and a hash never
+//!   share a canonical spelling.
+//!
+//! A lookup canonicalises its input ([`crate::indicator`]; plain IPv4 literals and plain
+//! lower-case domain names are recognised as already canonical without allocating), then: an IP
+//! also matches every listed network containing it; a domain also matches its listed parent
+//! domains; a URL also matches its host. Callers holding a typed or canonical value skip the
+//! text step ([`IndicatorIndex::lookup_ip`], [`IndicatorIndex::lookup_canonical`]) and fill a
+//! reusable `Vec<Hit>`. A [`Hit`] is a view into the index; [`Hit::indicator`] rebuilds the
+//! [`IndicatorEntry`]. The index is built off the hot path and swapped in whole by its owner.
 //!
 //! [`IndicatorIndex::bundled`] loads the C2 lists shipped in `data/kb/maltrail/` (17 families),
 //! linking each indicator to the knowledge base's threat of the same family.
 
+use crate::canon::fold_ip;
 use crate::import::{Format, parse_reader};
-use crate::indicator::{IndicatorError, IndicatorKind, canonicalize};
+use crate::indicator::{IndicatorError, IndicatorKind, canonicalize, indicator_id};
 use crate::threat::KnowledgeBase;
 use crate::tlp::Tlp;
 use ipnet::IpNet;
 use prefix_trie::joint::map::JointPrefixMap;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// The hasher of every table here: fast, and seeded per process so that listed values cannot be
+/// chosen to collide.
+type Hasher = foldhash::quality::RandomState;
 
 /// One known indicator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -58,22 +82,342 @@ pub enum MatchKind {
     UrlHost,
 }
 
-/// One lookup result.
-#[derive(Debug, Clone, Copy, Serialize)]
+/// One lookup result: a view of a listed indicator. Serialises as
+/// `{"indicator": IndicatorEntry, "matched": MatchKind}`.
+#[derive(Clone, Copy)]
 pub struct Hit<'a> {
-    /// The indicator.
-    pub indicator: &'a IndicatorEntry,
+    index: &'a IndicatorIndex,
+    record: &'a Record,
+    position: u32,
     /// How it matched.
     pub matched: MatchKind,
 }
 
-/// The index.
+/// The per-indicator record.
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    /// IPv4 address, index into `v6`, or offset into `arena` (by `flags & REPR`).
+    value: u32,
+    /// Index into `profiles`.
+    profile: u32,
+    port: u16,
+    kind: IndicatorKind,
+    flags: u8,
+}
+
+const REPR: u8 = 0b11;
+const REPR_V4: u8 = 0;
+const REPR_V6: u8 = 1;
+const REPR_TEXT: u8 = 2;
+/// `port` is set.
+const HAS_PORT: u8 = 4;
+/// The id is `indicator_id(kind, value)` and not stored.
+const DERIVED_ID: u8 = 8;
+/// A network in the trie (not in the exact table).
+const IN_TRIE: u8 = 16;
+/// Kept (for its id) but matched by nothing: a `cidr` whose value is not a network.
+const UNLISTED: u8 = 32;
+
+/// What the indicators sharing one profile have in common.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Profile {
+    threat_id: Option<Box<str>>,
+    family: Option<Box<str>>,
+    source: Box<str>,
+    confidence: u8,
+    tlp: Tlp,
+}
+
+/// A value as the exact table keys it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key<'a> {
+    V4(u32),
+    V6(u128),
+    Text(&'a [u8]),
+}
+
+impl<'a> Key<'a> {
+    /// The key of a stored value text: an address whose text is its canonical spelling is kept
+    /// binary, anything else as text (so the key is a faithful function of the text).
+    fn of(text: &'a str) -> Key<'a> {
+        if let Ok(a) = text.parse::<Ipv4Addr>()
+            && a.to_string() == text
+        {
+            return Key::V4(u32::from(a));
+        }
+        if let Ok(a) = text.parse::<Ipv6Addr>()
+            && a.to_string() == text
+        {
+            return Key::V6(u128::from(a));
+        }
+        Key::Text(text.as_bytes())
+    }
+
+    /// The key of a (folded) address.
+    fn ip(ip: IpAddr) -> Key<'static> {
+        match ip {
+            IpAddr::V4(a) => Key::V4(u32::from(a)),
+            IpAddr::V6(a) => Key::V6(u128::from(a)),
+        }
+    }
+}
+
+/// Open-addressing table of record numbers: each slot is `tag << 32 | (record + 1)`, 0 = empty.
 #[derive(Debug, Default)]
+struct Table {
+    slots: Vec<u64>,
+    len: usize,
+}
+
+impl Table {
+    /// Load factor at most 4/5.
+    fn capacity_for(n: usize) -> usize {
+        (n.saturating_mul(5) / 4 + 1).next_power_of_two().max(16)
+    }
+
+    fn find(&self, h: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let tag = h >> 32;
+        let mut p = h as usize & mask;
+        loop {
+            let s = self.slots[p];
+            if s == 0 {
+                return None;
+            }
+            if s >> 32 == tag && eq((s as u32).wrapping_sub(1)) {
+                return Some((s as u32).wrapping_sub(1));
+            }
+            p = (p + 1) & mask;
+        }
+    }
+
+    /// Touches the first slot `h` probes (so that a batch of lookups overlaps its cache misses).
+    fn touch(&self, h: u64) -> u64 {
+        if self.slots.is_empty() {
+            return 0;
+        }
+        self.slots[h as usize & (self.slots.len() - 1)]
+    }
+
+    fn place(slots: &mut [u64], h: u64, record: u32) {
+        let mask = slots.len() - 1;
+        let mut p = h as usize & mask;
+        while slots[p] != 0 {
+            p = (p + 1) & mask;
+        }
+        slots[p] = (h >> 32) << 32 | (u64::from(record) + 1);
+    }
+
+    /// Makes room for `additional` more keys; `hash_of` rehashes a stored record.
+    fn reserve(&mut self, additional: usize, hash_of: impl Fn(u32) -> u64) {
+        let want = Table::capacity_for(self.len.saturating_add(additional));
+        if want <= self.slots.len() {
+            return;
+        }
+        let old = std::mem::replace(&mut self.slots, vec![0; want]);
+        for s in old {
+            if s != 0 {
+                let r = (s as u32).wrapping_sub(1);
+                Table::place(&mut self.slots, hash_of(r), r);
+            }
+        }
+    }
+
+    /// Inserts a new key (the caller checked it is absent).
+    fn insert(&mut self, h: u64, record: u32, hash_of: impl Fn(u32) -> u64) {
+        if (self.len + 1) * 5 > self.slots.len() * 4 {
+            self.reserve(self.len.max(8), hash_of);
+        }
+        Table::place(&mut self.slots, h, record);
+        self.len += 1;
+    }
+}
+
+/// The record store: records, string arena, IPv6 addresses, and the hasher that keys them.
+#[derive(Debug, Default)]
+struct Records {
+    records: Vec<Record>,
+    arena: Vec<u8>,
+    v6: Vec<u128>,
+    hasher: Hasher,
+}
+
+impl Records {
+    fn hash(&self, k: Key<'_>) -> u64 {
+        match k {
+            Key::V4(a) => self.hasher.hash_one(a),
+            Key::V6(a) => self.hasher.hash_one(a),
+            Key::Text(t) => self.hasher.hash_one(t),
+        }
+    }
+
+    /// The text at arena offset `off` (length-prefixed, LEB128).
+    fn text(&self, off: u32) -> &[u8] {
+        let mut p = off as usize;
+        let mut len = 0usize;
+        let mut shift = 0u32;
+        loop {
+            let Some(&b) = self.arena.get(p) else {
+                return &[];
+            };
+            p += 1;
+            len |= usize::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                break;
+            }
+            shift += 7;
+            if shift > 28 {
+                return &[];
+            }
+        }
+        self.arena.get(p..p.saturating_add(len)).unwrap_or(&[])
+    }
+
+    fn push_text(&mut self, t: &[u8]) -> Option<u32> {
+        let off = u32::try_from(self.arena.len()).ok()?;
+        let mut n = t.len();
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                self.arena.push(b);
+                break;
+            }
+            self.arena.push(b | 0x80);
+        }
+        self.arena.extend_from_slice(t);
+        Some(off)
+    }
+
+    fn key(&self, r: &Record) -> Key<'_> {
+        match r.flags & REPR {
+            REPR_V4 => Key::V4(r.value),
+            REPR_V6 => Key::V6(self.v6.get(r.value as usize).copied().unwrap_or(0)),
+            _ => Key::Text(self.text(r.value)),
+        }
+    }
+
+    fn key_at(&self, i: u32) -> Key<'_> {
+        match self.records.get(i as usize) {
+            Some(r) => self.key(r),
+            None => Key::Text(&[]),
+        }
+    }
+
+    fn value(&self, r: &Record) -> String {
+        match self.key(r) {
+            Key::V4(a) => Ipv4Addr::from(a).to_string(),
+            Key::V6(a) => Ipv6Addr::from(a).to_string(),
+            Key::Text(t) => String::from_utf8_lossy(t).into_owned(),
+        }
+    }
+}
+
+/// The index.
+#[derive(Default)]
 pub struct IndicatorIndex {
-    entries: Vec<IndicatorEntry>,
-    by_id: HashMap<String, u32>,
-    exact: HashMap<String, Vec<u32>>,
-    networks: JointPrefixMap<IpNet, Vec<u32>>,
+    store: Records,
+    /// Exact values → first record with that value.
+    exact: Table,
+    /// Record → next record with the same exact value or network (insertion order).
+    next: HashMap<u32, u32, Hasher>,
+    /// Networks → first record with that network.
+    networks: JointPrefixMap<IpNet, u32>,
+    network_count: usize,
+    profiles: Vec<Profile>,
+    profile_ix: HashMap<Profile, u32, Hasher>,
+    /// Ids that are not `indicator_id(kind, value)`, both ways.
+    odd_ids: HashMap<Box<str>, u32, Hasher>,
+    odd_id_of: HashMap<u32, Box<str>, Hasher>,
+}
+
+impl std::fmt::Debug for IndicatorIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndicatorIndex")
+            .field("indicators", &self.len())
+            .field("networks", &self.network_count)
+            .field("profiles", &self.profiles.len())
+            .field("memory_bytes", &self.memory_bytes())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Hit<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hit")
+            .field("indicator", &self.indicator())
+            .field("matched", &self.matched)
+            .finish()
+    }
+}
+
+impl<'a> Hit<'a> {
+    fn profile(&self) -> Option<&'a Profile> {
+        self.index.profiles.get(self.record.profile as usize)
+    }
+
+    /// The indicator, rebuilt (allocates; the accessors below do not).
+    pub fn indicator(&self) -> IndicatorEntry {
+        self.index.materialize(self.position, self.record)
+    }
+
+    /// Position of the indicator in the index (insertion order).
+    pub fn position(&self) -> usize {
+        self.position as usize
+    }
+
+    /// Kind of the indicator.
+    pub fn kind(&self) -> IndicatorKind {
+        self.record.kind
+    }
+
+    /// The threat it belongs to.
+    pub fn threat_id(&self) -> Option<&'a str> {
+        self.profile().and_then(|p| p.threat_id.as_deref())
+    }
+
+    /// The family name as the source gave it.
+    pub fn family(&self) -> Option<&'a str> {
+        self.profile().and_then(|p| p.family.as_deref())
+    }
+
+    /// Where it comes from.
+    pub fn source(&self) -> &'a str {
+        self.profile().map_or("", |p| &p.source)
+    }
+
+    /// Sharing label.
+    pub fn tlp(&self) -> Tlp {
+        self.profile().map_or(Tlp::Red, |p| p.tlp)
+    }
+
+    /// Confidence 0–100.
+    pub fn confidence(&self) -> u8 {
+        self.profile().map_or(0, |p| p.confidence)
+    }
+
+    /// The listed port.
+    pub fn port(&self) -> Option<u16> {
+        (self.record.flags & HAS_PORT != 0).then_some(self.record.port)
+    }
+}
+
+impl Serialize for Hit<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out {
+            indicator: IndicatorEntry,
+            matched: MatchKind,
+        }
+        Out {
+            indicator: self.indicator(),
+            matched: self.matched,
+        }
+        .serialize(s)
+    }
 }
 
 /// What loading one bundled list did.
@@ -116,42 +460,273 @@ const BUNDLED: &[(&str, &[u8])] = bundled_lists!(
     "ursnif",
 );
 
+/// True when `id` is [`indicator_id`]`(kind, value)` (computed without allocating).
+fn id_is_derived(id: &str, kind: IndicatorKind, value: &str) -> bool {
+    let Some(hex_part) = id.strip_prefix("ind_") else {
+        return false;
+    };
+    if hex_part.len() != 32 {
+        return false;
+    }
+    let mut h = Sha256::new();
+    h.update(kind.as_str().as_bytes());
+    h.update(b":");
+    h.update(value.as_bytes());
+    let digest = h.finalize();
+    let mut buf = [0u8; 32];
+    hex::encode_to_slice(&digest[..16], &mut buf).is_ok() && buf == hex_part.as_bytes()
+}
+
+/// True when `s` is a domain name already in canonical form (lower-case ASCII letters, digits,
+/// `-`, `_`, at least two labels of 1–63 bytes, no IDNA label, not an address), i.e. when
+/// [`canonicalize`] would return it unchanged as a domain.
+fn plain_domain(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 253
+        && b.contains(&b'.')
+        && b.iter().all(|&c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_' || c == b'.'
+        })
+        && !s.contains("xn--")
+        && s.split('.').all(|l| !l.is_empty() && l.len() <= 63)
+        && s.parse::<Ipv4Addr>().is_err()
+}
+
+/// [`canonicalize`], borrowing `raw` when it is already canonical (a plain IPv4 literal or a
+/// plain domain name): same answer, no allocation in the common case.
+fn canonicalize_fast(raw: &str) -> Result<(IndicatorKind, Cow<'_, str>), IndicatorError> {
+    // The standard parser is strict (four decimal octets, no leading zeros, no spaces), so a
+    // literal it accepts is spelled canonically.
+    if raw.parse::<Ipv4Addr>().is_ok() {
+        return Ok((IndicatorKind::Ipv4, Cow::Borrowed(raw)));
+    }
+    if plain_domain(raw) {
+        return Ok((IndicatorKind::Domain, Cow::Borrowed(raw)));
+    }
+    canonicalize(raw).map(|(k, v)| (k, Cow::Owned(v)))
+}
+
 impl IndicatorIndex {
     /// An empty index.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty index with room for `n` indicators.
+    pub fn with_capacity(n: usize) -> Self {
+        let mut ix = Self::default();
+        ix.reserve(n);
+        ix
+    }
+
+    /// Makes room for `additional` more indicators (avoids rehashing while building).
+    pub fn reserve(&mut self, additional: usize) {
+        self.store.records.reserve(additional);
+        let store = &self.store;
+        self.exact
+            .reserve(additional, |i| store.hash(store.key_at(i)));
+    }
+
     /// Number of indicators.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.store.records.len()
     }
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.store.records.is_empty()
+    }
+
+    /// An estimate of the heap memory the index holds, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        let map_entry = |k: usize| k + 1;
+        let profiles: usize = self
+            .profiles
+            .iter()
+            .map(|p| {
+                2 * (std::mem::size_of::<Profile>()
+                    + p.threat_id.as_ref().map_or(0, |s| s.len())
+                    + p.family.as_ref().map_or(0, |s| s.len())
+                    + p.source.len())
+            })
+            .sum();
+        let odd: usize = self.odd_ids.keys().map(|k| 2 * k.len() + 48).sum();
+        self.store.records.capacity() * std::mem::size_of::<Record>()
+            + self.store.arena.capacity()
+            + self.store.v6.capacity() * 16
+            + self.exact.slots.capacity() * 8
+            + self.next.capacity() * map_entry(8)
+            + self.network_count * 64
+            + profiles
+            + odd
+    }
+
+    /// Every indicator, rebuilt, in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = IndicatorEntry> + '_ {
+        self.store
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| self.materialize(i as u32, r))
+    }
+
+    fn materialize(&self, position: u32, r: &Record) -> IndicatorEntry {
+        let value = self.store.value(r);
+        let id = if r.flags & DERIVED_ID != 0 {
+            indicator_id(r.kind, &value)
+        } else {
+            self.odd_id_of
+                .get(&position)
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        };
+        let p = self.profiles.get(r.profile as usize);
+        IndicatorEntry {
+            id,
+            kind: r.kind,
+            value,
+            threat_id: p.and_then(|p| p.threat_id.as_deref().map(str::to_string)),
+            family: p.and_then(|p| p.family.as_deref().map(str::to_string)),
+            port: (r.flags & HAS_PORT != 0).then_some(r.port),
+            confidence: p.map_or(0, |p| p.confidence),
+            tlp: p.map_or(Tlp::Red, |p| p.tlp),
+            source: p.map(|p| p.source.to_string()).unwrap_or_default(),
+        }
+    }
+
+    fn intern_profile(&mut self, e: IndicatorEntry) -> u32 {
+        // Consecutive indicators usually share their profile: compare with the last one first.
+        if let Some(last) = self.profiles.len().checked_sub(1)
+            && let Some(p) = self.profiles.get(last)
+            && p.threat_id.as_deref() == e.threat_id.as_deref()
+            && p.family.as_deref() == e.family.as_deref()
+            && *p.source == *e.source
+            && p.confidence == e.confidence
+            && p.tlp == e.tlp
+        {
+            return last as u32;
+        }
+        let p = Profile {
+            threat_id: e.threat_id.map(String::into_boxed_str),
+            family: e.family.map(String::into_boxed_str),
+            source: e.source.into_boxed_str(),
+            confidence: e.confidence,
+            tlp: e.tlp,
+        };
+        if let Some(&i) = self.profile_ix.get(&p) {
+            return i;
+        }
+        let i = self.profiles.len() as u32;
+        self.profiles.push(p.clone());
+        self.profile_ix.insert(p, i);
+        i
+    }
+
+    /// The chain of records starting at `head`.
+    fn chain(&self, head: u32) -> impl Iterator<Item = u32> + '_ {
+        std::iter::successors(Some(head), |i| self.next.get(i).copied())
+    }
+
+    fn append_chain(&mut self, head: u32, record: u32) {
+        let tail = self.chain(head).last().unwrap_or(head);
+        self.next.insert(tail, record);
     }
 
     /// Adds an indicator; returns false (and keeps the first) when its id is already present.
     pub fn insert(&mut self, e: IndicatorEntry) -> bool {
-        if self.by_id.contains_key(&e.id) {
+        let Ok(position) = u32::try_from(self.store.records.len()) else {
+            return false;
+        };
+        if position == u32::MAX || self.odd_ids.contains_key(e.id.as_str()) {
             return false;
         }
-        let i = self.entries.len() as u32;
-        self.by_id.insert(e.id.clone(), i);
-        if e.kind == IndicatorKind::Cidr {
-            if let Ok(net) = e.value.parse::<IpNet>() {
-                match self.networks.get_mut(&net) {
-                    Some(v) => v.push(i),
-                    None => {
-                        self.networks.insert(net, vec![i]);
-                    }
-                }
+        let derived = id_is_derived(&e.id, e.kind, &e.value);
+        let net = match e.kind {
+            IndicatorKind::Cidr => Some(e.value.parse::<IpNet>().ok()),
+            _ => None,
+        };
+        // Networks and unparsable networks keep their text; other values are keyed by `Key::of`.
+        let key = match net {
+            Some(_) => Key::Text(e.value.as_bytes()),
+            None => Key::of(&e.value),
+        };
+        let mut flags = if derived { DERIVED_ID } else { 0 };
+        let (head, hash) = match net {
+            Some(Some(n)) => {
+                flags |= IN_TRIE;
+                (self.networks.get(&n).copied(), 0)
             }
-        } else {
-            self.exact.entry(e.value.clone()).or_default().push(i);
+            _ => {
+                if net.is_some() {
+                    flags |= UNLISTED;
+                }
+                let h = self.store.hash(key);
+                let store = &self.store;
+                (self.exact.find(h, |i| store.key_at(i) == key), h)
+            }
+        };
+        // A derived id is present exactly when a record of the same kind and value with a derived
+        // id is: it would be on this chain.
+        if derived
+            && let Some(h) = head
+            && self.chain(h).any(|i| {
+                self.store.records.get(i as usize).is_some_and(|r| {
+                    r.kind == e.kind && r.flags & DERIVED_ID != 0 && self.store.key(r) == key
+                })
+            })
+        {
+            return false;
         }
-        self.entries.push(e);
+        // The value: binary when the text is an address spelled canonically, else in the arena.
+        let value = match key {
+            Key::V4(a) => a,
+            Key::V6(a) => {
+                let Ok(i) = u32::try_from(self.store.v6.len()) else {
+                    return false;
+                };
+                self.store.v6.push(a);
+                flags |= REPR_V6;
+                i
+            }
+            Key::Text(t) => {
+                let Some(off) = self.store.push_text(t) else {
+                    return false;
+                };
+                flags |= REPR_TEXT;
+                off
+            }
+        };
+        if e.port.is_some() {
+            flags |= HAS_PORT;
+        }
+        let port = e.port.unwrap_or(0);
+        let kind = e.kind;
+        if !derived {
+            let id: Box<str> = e.id.as_str().into();
+            self.odd_ids.insert(id.clone(), position);
+            self.odd_id_of.insert(position, id);
+        }
+        let profile = self.intern_profile(e);
+        self.store.records.push(Record {
+            value,
+            profile,
+            port,
+            kind,
+            flags,
+        });
+        match (net, head) {
+            (_, Some(h)) => self.append_chain(h, position),
+            (Some(Some(n)), None) => {
+                self.networks.insert(n, position);
+                self.network_count += 1;
+            }
+            (_, None) => {
+                let store = &self.store;
+                self.exact
+                    .insert(hash, position, |i| store.hash(store.key_at(i)));
+            }
+        }
         true
     }
 
@@ -167,6 +742,7 @@ impl IndicatorIndex {
                     Ok(r) => (r.indicators, r.skipped_count),
                     Err(_) => (Vec::new(), 0),
                 };
+            index.reserve(indicators.len());
             let mut added = 0;
             for ind in indicators {
                 let e = IndicatorEntry {
@@ -194,42 +770,166 @@ impl IndicatorIndex {
         (index, reports)
     }
 
-    fn push_exact<'a>(&'a self, key: &str, matched: MatchKind, out: &mut Vec<Hit<'a>>) {
-        if let Some(ids) = self.exact.get(key) {
-            for &i in ids {
-                if let Some(e) = self.entries.get(i as usize) {
-                    out.push(Hit {
-                        indicator: e,
-                        matched,
-                    });
-                }
+    fn push_chain<'a>(&'a self, head: u32, matched: MatchKind, out: &mut Vec<Hit<'a>>) {
+        let mut i = head;
+        loop {
+            if let Some(record) = self.store.records.get(i as usize)
+                && record.flags & UNLISTED == 0
+            {
+                out.push(Hit {
+                    index: self,
+                    record,
+                    position: i,
+                    matched,
+                });
             }
+            if self.next.is_empty() {
+                return;
+            }
+            match self.next.get(&i) {
+                Some(&n) => i = n,
+                None => return,
+            }
+        }
+    }
+
+    fn push_exact<'a>(&'a self, key: Key<'_>, matched: MatchKind, out: &mut Vec<Hit<'a>>) {
+        let h = self.store.hash(key);
+        let store = &self.store;
+        if let Some(head) = self.exact.find(h, |i| store.key_at(i) == key) {
+            self.push_chain(head, matched, out);
         }
     }
 
     fn push_networks<'a>(&'a self, net: &IpNet, out: &mut Vec<Hit<'a>>) {
-        for ids in self.networks.cover_values(net) {
-            for &i in ids {
-                if let Some(e) = self.entries.get(i as usize) {
-                    out.push(Hit {
-                        indicator: e,
-                        matched: MatchKind::Network,
-                    });
-                }
-            }
+        if self.network_count == 0 {
+            return;
+        }
+        for &head in self.networks.cover_values(net) {
+            self.push_chain(head, MatchKind::Network, out);
         }
     }
 
     fn push_domain<'a>(&'a self, domain: &str, out: &mut Vec<Hit<'a>>) {
-        self.push_exact(domain, MatchKind::Exact, out);
+        self.push_exact(Key::Text(domain.as_bytes()), MatchKind::Exact, out);
         let mut rest = domain;
         while let Some((_, parent)) = rest.split_once('.') {
             if !parent.contains('.') {
                 break;
             }
-            self.push_exact(parent, MatchKind::ParentDomain, out);
+            self.push_exact(Key::Text(parent.as_bytes()), MatchKind::ParentDomain, out);
             rest = parent;
         }
+    }
+
+    /// Every indicator matching the address `ip` (exact, then the listed networks containing
+    /// it), appended to `out`. No text, no allocation beyond `out`'s growth. IPv4-mapped IPv6
+    /// is folded to IPv4, as [`canonicalize`] does.
+    pub fn lookup_ip<'a>(&'a self, ip: IpAddr, out: &mut Vec<Hit<'a>>) {
+        let ip = fold_ip(ip);
+        self.push_exact(Key::ip(ip), MatchKind::Exact, out);
+        self.push_networks(&IpNet::from(ip), out);
+    }
+
+    /// True when the address `ip` matches anything (exact or network); no allocation.
+    pub fn contains_ip(&self, ip: IpAddr) -> bool {
+        let ip = fold_ip(ip);
+        let key = Key::ip(ip);
+        let store = &self.store;
+        let listed = |head: u32| {
+            self.chain(head).any(|i| {
+                store
+                    .records
+                    .get(i as usize)
+                    .is_some_and(|r| r.flags & UNLISTED == 0)
+            })
+        };
+        self.exact
+            .find(store.hash(key), |i| store.key_at(i) == key)
+            .is_some_and(listed)
+            || (self.network_count > 0
+                && self
+                    .networks
+                    .cover_values(&IpNet::from(ip))
+                    .any(|&h| listed(h)))
+    }
+
+    /// For each address of `ips`, whether it matches anything: `out[i] = contains_ip(ips[i])`.
+    /// Looks a block of addresses up together so their cache misses overlap.
+    pub fn contains_ips(&self, ips: &[IpAddr], out: &mut Vec<bool>) {
+        const BLOCK: usize = 16;
+        let mut hashes = [0u64; BLOCK];
+        for block in ips.chunks(BLOCK) {
+            let mut touched = 0u64;
+            for (h, ip) in hashes.iter_mut().zip(block) {
+                *h = self.store.hash(Key::ip(fold_ip(*ip)));
+                touched ^= self.exact.touch(*h);
+            }
+            // Keep the touches (one load per address, issued back to back).
+            std::hint::black_box(touched);
+            for ip in block {
+                out.push(self.contains_ip(*ip));
+            }
+        }
+    }
+
+    /// Every indicator matching `value`, which is already canonical for `kind` (as
+    /// [`canonicalize`] returns it), appended to `out`, most specific first. Skips
+    /// canonicalisation; allocates nothing beyond `out`'s growth (a URL whose host is not plain
+    /// is the exception: its host is canonicalised).
+    pub fn lookup_canonical<'a>(&'a self, kind: IndicatorKind, value: &str, out: &mut Vec<Hit<'a>>) {
+        match kind {
+            IndicatorKind::Ipv4 | IndicatorKind::Ipv6 => {
+                if let Ok(ip) = value.parse::<IpAddr>() {
+                    self.lookup_ip(ip, out);
+                }
+            }
+            IndicatorKind::Cidr => {
+                if let Ok(net) = value.parse::<IpNet>() {
+                    self.push_networks(&net, out);
+                }
+            }
+            IndicatorKind::Domain => self.push_domain(value, out),
+            IndicatorKind::Url => {
+                self.push_exact(Key::Text(value.as_bytes()), MatchKind::Exact, out);
+                if let Some(host) = url_host(value) {
+                    let before = out.len();
+                    if let Ok(ip) = host.parse::<IpAddr>() {
+                        self.lookup_ip(ip, out);
+                    } else if plain_domain(host) {
+                        self.push_domain(host, out);
+                    } else if let Ok((hk, hv)) = canonicalize(host) {
+                        match hk {
+                            IndicatorKind::Domain => self.push_domain(&hv, out),
+                            IndicatorKind::Ipv4 | IndicatorKind::Ipv6 => {
+                                if let Ok(ip) = hv.parse::<IpAddr>() {
+                                    self.lookup_ip(ip, out);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    for h in out.iter_mut().skip(before) {
+                        h.matched = MatchKind::UrlHost;
+                    }
+                }
+            }
+            IndicatorKind::Md5 | IndicatorKind::Sha1 | IndicatorKind::Sha256 => {
+                self.push_exact(Key::Text(value.as_bytes()), MatchKind::Exact, out);
+            }
+        }
+    }
+
+    /// [`IndicatorIndex::lookup`] into a caller's (reusable) vector: canonicalises `raw`,
+    /// appends the hits to `out`, returns the canonical kind and value.
+    pub fn lookup_into<'a>(
+        &'a self,
+        raw: &str,
+        out: &mut Vec<Hit<'a>>,
+    ) -> Result<(IndicatorKind, String), IndicatorError> {
+        let (kind, value) = canonicalize_fast(raw)?;
+        self.lookup_canonical(kind, &value, out);
+        Ok((kind, value.into_owned()))
     }
 
     /// Every indicator matching `raw` (any kind, auto-detected): its canonical kind and value,
@@ -238,79 +938,48 @@ impl IndicatorIndex {
         &self,
         raw: &str,
     ) -> Result<(IndicatorKind, String, Vec<Hit<'_>>), IndicatorError> {
-        let (kind, value) = canonicalize(raw)?;
         let mut out = Vec::new();
-        match kind {
-            IndicatorKind::Ipv4 | IndicatorKind::Ipv6 => {
-                self.push_exact(&value, MatchKind::Exact, &mut out);
-                if let Ok(ip) = value.parse::<IpAddr>() {
-                    self.push_networks(&IpNet::from(ip), &mut out);
-                }
-            }
-            IndicatorKind::Cidr => {
-                if let Ok(net) = value.parse::<IpNet>() {
-                    self.push_networks(&net, &mut out);
-                }
-            }
-            IndicatorKind::Domain => self.push_domain(&value, &mut out),
-            IndicatorKind::Url => {
-                self.push_exact(&value, MatchKind::Exact, &mut out);
-                if let Some(host) = url_host(&value) {
-                    let before = out.len();
-                    if let Ok((hk, hv)) = canonicalize(host) {
-                        match hk {
-                            IndicatorKind::Domain => self.push_domain(&hv, &mut out),
-                            IndicatorKind::Ipv4 | IndicatorKind::Ipv6 => {
-                                self.push_exact(&hv, MatchKind::Exact, &mut out);
-                                if let Ok(ip) = hv.parse::<IpAddr>() {
-                                    self.push_networks(&IpNet::from(ip), &mut out);
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
-                    for h in &mut out[before..] {
-                        h.matched = MatchKind::UrlHost;
-                    }
-                }
-            }
-            IndicatorKind::Md5 | IndicatorKind::Sha1 | IndicatorKind::Sha256 => {
-                self.push_exact(&value, MatchKind::Exact, &mut out);
-            }
-        }
+        let (kind, value) = self.lookup_into(raw, &mut out)?;
         Ok((kind, value, out))
     }
 
     /// The threat a check-in talks to, from its C2 host name (exact or parent domain), its URL,
-    /// or its destination address: `(threat id, what matched)`.
+    /// or its destination address: `(threat id, what matched)`. Allocates only for the answer
+    /// (and to canonicalise a host or URL that is not already canonical).
     pub fn classify(
         &self,
         host: Option<&str>,
         url: Option<&str>,
         dst_ip: Option<IpAddr>,
     ) -> Option<(String, String)> {
-        let first = |what: &str, value: &str, hits: Vec<Hit<'_>>| {
-            hits.into_iter()
-                .find_map(|h| h.indicator.threat_id.clone())
-                .map(|t| (t, format!("{what}:{value}")))
-        };
+        if self.is_empty() {
+            return None;
+        }
+        let mut hits = Vec::new();
+        let first = |hits: &[Hit<'_>]| hits.iter().find_map(|h| h.threat_id()).map(str::to_string);
         if let Some(h) = host
-            && let Ok((_, v, hits)) = self.lookup(h)
-            && let Some(found) = first("host", &v, hits)
+            && let Ok((kind, v)) = canonicalize_fast(h)
         {
-            return Some(found);
+            self.lookup_canonical(kind, &v, &mut hits);
+            if let Some(t) = first(&hits) {
+                return Some((t, format!("host:{v}")));
+            }
+            hits.clear();
         }
         if let Some(u) = url
-            && let Ok((IndicatorKind::Url, v, hits)) = self.lookup(u)
-            && let Some(found) = first("url", &v, hits)
+            && let Ok((IndicatorKind::Url, v)) = canonicalize_fast(u)
         {
-            return Some(found);
+            self.lookup_canonical(IndicatorKind::Url, &v, &mut hits);
+            if let Some(t) = first(&hits) {
+                return Some((t, format!("url:{v}")));
+            }
+            hits.clear();
         }
-        if let Some(ip) = dst_ip
-            && let Ok((_, v, hits)) = self.lookup(&ip.to_string())
-            && let Some(found) = first("dst_ip", &v, hits)
-        {
-            return Some(found);
+        if let Some(ip) = dst_ip {
+            self.lookup_ip(ip, &mut hits);
+            if let Some(t) = first(&hits) {
+                return Some((t, format!("dst_ip:{}", fold_ip(ip))));
+            }
         }
         None
     }
@@ -330,7 +999,6 @@ fn url_host(url: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::indicator::indicator_id;
 
     fn entry(kind: IndicatorKind, value: &str, threat: &str) -> IndicatorEntry {
         IndicatorEntry {
@@ -366,7 +1034,7 @@ mod tests {
                 .expect("valid")
                 .2
                 .iter()
-                .map(|h| (h.indicator.threat_id.clone().unwrap_or_default(), h.matched))
+                .map(|h| (h.threat_id().unwrap_or_default().to_string(), h.matched))
                 .collect()
         };
         assert_eq!(
@@ -446,9 +1114,122 @@ mod tests {
             .expect("a plain line");
         let (_, _, hits) = ix.lookup(line).expect("lookup");
         assert!(
-            hits.iter()
-                .any(|h| h.indicator.threat_id.as_deref() == Some("emotet")),
+            hits.iter().any(|h| h.threat_id() == Some("emotet")
+                && h.indicator().threat_id.as_deref() == Some("emotet")),
             "{line}"
         );
+    }
+
+    #[test]
+    fn entries_round_trip_and_ids_dedup() {
+        let mut ix = IndicatorIndex::with_capacity(4);
+        let mut entries = vec![
+            entry(IndicatorKind::Ipv4, "192.0.2.7", "emotet"),
+            entry(IndicatorKind::Ipv6, "2001:db8::1", "qakbot"),
+            entry(IndicatorKind::Cidr, "2001:db8:1::/48", "qakbot"),
+            entry(IndicatorKind::Domain, "evil.example", "trickbot"),
+            entry(IndicatorKind::Sha256, &"ab".repeat(32), "icedid"),
+            entry(IndicatorKind::Url, &format!("http://long.example/{}", "x".repeat(300)), "icedid"),
+        ];
+        entries[0].port = Some(8080);
+        entries[1].family = Some("QakBot".into());
+        entries[2].tlp = Tlp::Amber;
+        entries[3].confidence = 55;
+        entries[3].threat_id = None;
+        // An id that is not derived from the value, and a second one on the same value.
+        let mut odd = entry(IndicatorKind::Domain, "evil.example", "other");
+        odd.id = "custom-1".into();
+        entries.push(odd.clone());
+        let mut odd2 = odd.clone();
+        odd2.id = "custom-2".into();
+        entries.push(odd2);
+        // A network value that does not parse: kept, never matched.
+        let mut bad = entry(IndicatorKind::Cidr, "not-a-net/8", "emotet");
+        bad.id = indicator_id(IndicatorKind::Cidr, "not-a-net/8");
+        entries.push(bad);
+        for e in &entries {
+            assert!(ix.insert(e.clone()), "{e:?}");
+        }
+        assert!(!ix.insert(odd), "an odd id is deduplicated too");
+        assert!(!ix.insert(entries[4].clone()));
+        assert_eq!(ix.len(), entries.len());
+        assert_eq!(ix.iter().collect::<Vec<_>>(), entries);
+        assert!(ix.memory_bytes() > 0);
+
+        let (_, _, hits) = ix.lookup("x.evil.example").expect("valid");
+        let threats: Vec<Option<&str>> = hits.iter().map(|h| h.threat_id()).collect();
+        assert_eq!(threats, vec![None, Some("other"), Some("other")], "insertion order");
+        assert_eq!(hits[0].indicator(), entries[3]);
+        assert_eq!(hits[0].confidence(), 55);
+        let (_, _, hits) = ix.lookup("2001:db8:1::5").expect("valid");
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].matched, MatchKind::Network);
+        assert_eq!(hits[0].tlp(), Tlp::Amber);
+        assert_eq!(ix.lookup("2001:DB8::1").expect("valid").2[0].family(), Some("QakBot"));
+        assert_eq!(ix.lookup("192.0.2.7").expect("valid").2[0].port(), Some(8080));
+        assert_eq!(ix.lookup(&"AB".repeat(32)).expect("valid").2.len(), 1);
+        assert!(ix.lookup("not-a-net/8").is_err() || ix.lookup("not-a-net/8").expect("ok").2.is_empty());
+
+        // JSON of a hit: {"indicator": {...}, "matched": ...}.
+        let (_, _, hits) = ix.lookup("192.0.2.7").expect("valid");
+        let v = serde_json::to_value(hits[0]).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({"indicator": serde_json::to_value(&entries[0]).expect("json"), "matched": "exact"})
+        );
+    }
+
+    #[test]
+    fn typed_and_string_lookups_agree() {
+        let mut ix = IndicatorIndex::new();
+        for i in 0..2000u32 {
+            let ip = Ipv4Addr::from(0x0a00_0000 + i * 7).to_string();
+            ix.insert(entry(IndicatorKind::Ipv4, &ip, "emotet"));
+        }
+        ix.insert(entry(IndicatorKind::Cidr, "172.16.0.0/12", "qakbot"));
+        ix.insert(entry(IndicatorKind::Ipv4, "192.0.2.1", "redline"));
+        let ips: Vec<IpAddr> = (0..20_000u32)
+            .map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)))
+            .chain(["172.20.1.1", "::ffff:192.0.2.1", "2001:db8::9"].iter().filter_map(|s| s.parse().ok()))
+            .collect();
+        let mut flags = Vec::new();
+        ix.contains_ips(&ips, &mut flags);
+        let mut hits = Vec::new();
+        for (ip, flag) in ips.iter().zip(&flags) {
+            hits.clear();
+            ix.lookup_ip(*ip, &mut hits);
+            let by_text = ix.lookup(&ip.to_string()).expect("valid").2;
+            assert_eq!(hits.len(), by_text.len(), "{ip}");
+            assert_eq!(*flag, !hits.is_empty(), "{ip}");
+            assert_eq!(ix.contains_ip(*ip), !hits.is_empty(), "{ip}");
+        }
+        assert_eq!(flags.iter().filter(|f| **f).count(), 2000 + 2);
+    }
+
+    #[test]
+    fn the_fast_canonical_forms_agree_with_canonicalize() {
+        for s in [
+            "192.0.2.7", "10.0.0.1", "0.0.0.0", "255.255.255.255", "01.2.3.4", "1.2.3", "1.2.3.4.5",
+            " 1.2.3.4", "evil.example", "a.b.c.example", "EVIL.example", "evil.example.",
+            "xn--bcher-kva.de", "a..b", "single", "a_b.example", "-x.example", "1.2.3.example",
+            "evil[.]example", "d41d8cd98f00b204e9800998ecf8427e", "x.d41d8cd98f00b204e9800998ecf8427e",
+            "http://evil.example/", "evil.example/x", "evil.example:80", "",
+        ] {
+            let fast = canonicalize_fast(s).map(|(k, v)| (k, v.into_owned()));
+            assert_eq!(fast, canonicalize(s), "{s:?}");
+        }
+        let long = format!("{}.example", "a".repeat(64));
+        assert_eq!(
+            canonicalize_fast(&long).map(|(k, v)| (k, v.into_owned())),
+            canonicalize(&long)
+        );
+        for (k, v) in [
+            (IndicatorKind::Ipv4, "192.0.2.7"),
+            (IndicatorKind::Url, "http://evil.example/gate.php"),
+            (IndicatorKind::Md5, "d41d8cd98f00b204e9800998ecf8427e"),
+        ] {
+            assert!(id_is_derived(&indicator_id(k, v), k, v));
+            assert!(!id_is_derived(&indicator_id(k, v), k, "other"));
+        }
     }
 }

@@ -223,6 +223,7 @@ pub fn router(state: AppState) -> Router {
             get(routes::indicators::list).post(routes::indicators::contribute),
         )
         .route("/import", post(routes::import::import))
+        .route("/rules", get(routes::threats::rules))
         .route("/indicators/changes", get(routes::indicators::changes))
         .route("/indicators/stream", get(routes::indicators::stream))
         .route(

@@ -265,4 +265,13 @@ async fn check_ins_are_classified_by_request_patterns_and_say_what_matched() {
     assert_eq!(events[1]["classified_by"], "rule:lokibot-user-agent");
     assert_eq!(events[2]["threat_id"], Value::Null, "{}", events[2]);
     assert!(events[2].get("classified_by").is_none());
+    // The rules in use are listed for analysts.
+    let (_, rules) = get(&s, &sensor, "/api/v1/rules").await;
+    let ids: Vec<&str> = rules["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id"))
+        .collect();
+    assert!(ids.contains(&"lokibot-fre-php"), "{ids:?}");
 }

@@ -143,8 +143,24 @@ async fn check_ins_without_a_family_are_classified_by_their_c2() {
     let evs = all_events(&s, ADMIN).await;
     assert_eq!(evs[0]["threat_id"], "icedid", "{}", evs[0]);
     assert_eq!(evs[0]["family"], "icedid");
+    assert_eq!(
+        evs[0]["classified_by"],
+        json!(format!("indicator:host:api.{domain}"))
+    );
+    assert_eq!(evs[0]["playbook"], "/api/v1/threats/icedid");
+    let (st, doc) = get(&s, ADMIN, evs[0]["playbook"].as_str().expect("link")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(doc["playbook"]["clean"].as_array().is_some_and(|c| !c.is_empty()));
     assert_eq!(evs[1]["threat_id"], ip_threat, "{}", evs[1]);
+    assert!(
+        evs[1]["classified_by"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("indicator:dst_ip:")),
+        "{}",
+        evs[1]
+    );
     assert!(evs[2]["threat_id"].is_null());
+    assert!(evs[2].get("playbook").is_none());
 }
 
 fn urlencode(s: &str) -> String {

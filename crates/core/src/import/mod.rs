@@ -1258,6 +1258,104 @@ mod tests {
         assert!(imported_threat("$$$", ThreatKind::Other, "", [], []).is_err());
     }
 
+    /// JSON values built from the keys and strings the importers look at.
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        const KEYS: &[&str] = &[
+            "type",
+            "id",
+            "objects",
+            "pattern",
+            "pattern_type",
+            "name",
+            "value",
+            "values",
+            "description",
+            "meta",
+            "synonyms",
+            "refs",
+            "Event",
+            "Attribute",
+            "Object",
+            "Tag",
+            "Galaxy",
+            "GalaxyCluster",
+            "to_ids",
+            "deleted",
+            "first_seen",
+            "last_seen",
+            "date",
+            "info",
+            "comment",
+            "relationship_type",
+            "source_ref",
+            "target_ref",
+            "is_family",
+            "revoked",
+            "aliases",
+            "malware_types",
+            "object_marking_refs",
+            "confidence",
+            "valid_from",
+            "definition_type",
+            "definition",
+            "tlp",
+            "external_references",
+            "url",
+        ];
+        const STRINGS: &[&str] = &[
+            "bundle",
+            "indicator",
+            "malware",
+            "relationship",
+            "indicates",
+            "mitigates",
+            "course-of-action",
+            "marking-definition",
+            "malware--1",
+            "indicator--1",
+            "course-of-action--1",
+            "ip-dst",
+            "ip-dst|port",
+            "domain|ip",
+            "filename|md5",
+            "url",
+            "uri",
+            "link",
+            "botnet",
+            "malpedia",
+            "tlp:red",
+            "misp-galaxy:malpedia=\"X\"",
+            "stix",
+            "[ipv4-addr:value = '192.0.2.1']",
+            "[file:hashes.'SHA-256' = 'x' OR url:value = 'y'",
+            "1.2.3.4|80",
+            "evil.example",
+            "2024-01-01",
+            "Emotet",
+            "$$$",
+            "",
+            "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed",
+            "ransomware",
+            "bot",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            proptest::sample::select(STRINGS).prop_map(Value::from),
+            "[ -~]{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec((proptest::sample::select(KEYS), inner), 0..6).prop_map(
+                    |kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                ),
+            ]
+        })
+    }
+
     proptest::proptest! {
         #[test]
         fn json_formats_never_panic(s in "[ -~\\n]{0,300}") {
@@ -1272,6 +1370,27 @@ mod tests {
         fn random_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
             let r = parse_reader(None, &bytes[..], Some("x")).unwrap();
             proptest::prop_assert!(r.skipped.len() <= MAX_SKIPPED_LISTED);
+        }
+
+        #[test]
+        fn arbitrary_json_documents_never_panic(v in arb_json()) {
+            let wrapped = [
+                v.clone(),
+                serde_json::json!({"Event": v.clone()}),
+                serde_json::json!([{"Event": {"Attribute": v.clone(), "Object": [{"Attribute": v.clone()}], "Galaxy": v.clone(), "Tag": v.clone()}}]),
+                serde_json::json!({"type": "galaxy", "values": v.clone()}),
+                serde_json::json!({"type": "bundle", "objects": v.clone()}),
+            ];
+            for doc in wrapped {
+                let text = doc.to_string();
+                let _ = parse(detect(&text), &text, Some("x"));
+                for f in [Format::MispEvent, Format::MispGalaxy, Format::Stix] {
+                    let r = parse(f, &text, None);
+                    for t in &r.threats {
+                        proptest::prop_assert_eq!(validate_imported(t), Ok(()));
+                    }
+                }
+            }
         }
 
         #[test]

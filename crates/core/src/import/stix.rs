@@ -194,8 +194,13 @@ pub(super) fn parse_bundle(b: &mut Builder, v: &Value, threat: Option<&str>) {
         match imported_threat(name, kind, description, aliases, refs) {
             Ok(t) => {
                 let tid = t.id.clone();
-                b.push_threat(t);
-                if let Some(pos) = b.report.threats.iter().position(|x| x.id == tid) {
+                let pos = if b.push_threat(t) {
+                    Some(b.report.threats.len() - 1)
+                } else {
+                    // A duplicate id: course-of-action text goes to the threat kept.
+                    b.report.threats.iter().position(|x| x.id == tid)
+                };
+                if let Some(pos) = pos {
                     threat_of_malware.insert(id, pos);
                 }
             }
@@ -703,6 +708,7 @@ mod tests {
 
     #[test]
     fn stix_oasis_examples_parse() {
+        let mut measured = Vec::new();
         for f in OASIS {
             let body = text(f);
             assert_eq!(detect(&body), Format::Stix, "{}", f.0);
@@ -729,6 +735,14 @@ mod tests {
                 "{}",
                 f.0
             );
+            let short = f.0.rsplit('/').next().unwrap();
+            measured.push((
+                short,
+                r.indicators.len(),
+                r.threats.len(),
+                r.skipped_count,
+                r.duplicates,
+            ));
             eprintln!(
                 "{}: {} indicators, {} threats, {} skipped, {} duplicates, ignored {:?}",
                 f.0,
@@ -739,6 +753,20 @@ mod tests {
                 r.ignored
             );
         }
+        // (file, indicators, threats, skipped, duplicates)
+        assert_eq!(
+            measured,
+            [
+                ("indicator-for-c2-ip-address.json", 1, 0, 0, 0),
+                ("indicator-to-campaign-relationship.json", 1, 0, 0, 0),
+                ("indicators-for-C2-with-COA.json", 2, 1, 0, 0),
+                ("infrastructure.json", 0, 2, 0, 0),
+                ("interop-objectmarking-test.json", 0, 0, 0, 0),
+                ("malicious-email-indicator-with-attachment.json", 0, 0, 2, 0),
+                ("apt1.json", 10, 1, 4, 0),
+                ("poisonivy.json", 42, 24, 3, 22),
+            ]
+        );
     }
 
     #[test]

@@ -87,6 +87,10 @@ impl Enricher {
                     e.classified_by = Some(format!("rule:{}", rule.id));
                 }
             }
+            e.playbook = e
+                .threat_id
+                .as_deref()
+                .map(|t| format!("/api/v1/threats/{t}"));
         }
     }
 }

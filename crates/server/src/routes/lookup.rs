@@ -34,12 +34,10 @@ fn answer(index: &IndicatorIndex, kb: &KnowledgeBase, viewer: &Viewer, raw: &str
         Ok((kind, canonical, hits)) => {
             let hits: Vec<Value> = hits
                 .iter()
-                .filter(|h| can_see_indicator(viewer, h.indicator.tlp))
+                .filter(|h| can_see_indicator(viewer, h.tlp()))
                 .map(|h| {
                     let threat = h
-                        .indicator
-                        .threat_id
-                        .as_deref()
+                        .threat_id()
                         .and_then(|t| kb.get(t))
                         .map(|t| {
                             json!({
@@ -53,7 +51,7 @@ fn answer(index: &IndicatorIndex, kb: &KnowledgeBase, viewer: &Viewer, raw: &str
                                 },
                             })
                         });
-                    json!({"indicator": h.indicator, "matched": h.matched, "threat": threat})
+                    json!({"indicator": h.indicator(), "matched": h.matched, "threat": threat})
                 })
                 .collect();
             json!({"value": raw, "kind": kind, "canonical": canonical, "known": !hits.is_empty(), "hits": hits})

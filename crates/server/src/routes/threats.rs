@@ -70,6 +70,12 @@ pub async fn list(State(state): State<AppState>, _caller: Caller) -> Json<Value>
     Json(json!({ "threats": items }))
 }
 
+/// `GET /api/v1/rules`: the request-pattern rules classification uses, in order.
+pub async fn rules(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
+    let rules: Vec<&threatfeed_core::rules::Rule> = state.enricher.rules().rules().collect();
+    Json(json!({ "count": rules.len(), "rules": rules }))
+}
+
 /// `GET /api/v1/threats/{id}`: one threat with its playbook.
 pub async fn get(
     State(state): State<AppState>,
