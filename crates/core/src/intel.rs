@@ -522,20 +522,60 @@ pub struct Change<'a> {
     pub indicator: Summary<'a>,
 }
 
-/// The TLP of a stored change (read back without decoding the whole entry).
-#[derive(Debug, Deserialize)]
-pub struct ChangeHead {
+/// A change log entry read back.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoredChange {
     /// What happened.
     pub op: ChangeOp,
-    /// The indicator's TLP.
-    pub indicator: ChangeHeadIndicator,
+    /// When.
+    pub time: Timestamp,
+    /// The indicator after the change.
+    pub indicator: ChangedIndicator,
 }
 
-/// See [`ChangeHead`].
-#[derive(Debug, Deserialize)]
-pub struct ChangeHeadIndicator {
-    /// TLP.
+/// The indicator of a [`StoredChange`] (the fields of [`Summary`]).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChangedIndicator {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: IndicatorKind,
+    pub value: String,
+    pub threat_id: Option<String>,
+    pub family: Option<String>,
+    pub port: Option<u16>,
+    pub confidence: u8,
     pub tlp: Tlp,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub valid_until: Option<Timestamp>,
+    pub status: Status,
+}
+
+impl StoredChange {
+    /// The indicator as a record (without its sources, which the change log never holds),
+    /// its status as of this change.
+    pub fn to_record(&self) -> IndicatorRecord {
+        let i = &self.indicator;
+        IndicatorRecord {
+            id: i.id.clone(),
+            kind: i.kind,
+            value: i.value.clone(),
+            threat_id: i.threat_id.clone(),
+            family: i.family.clone(),
+            port: i.port,
+            description: None,
+            confidence: i.confidence,
+            tlp: i.tlp,
+            first_seen: i.first_seen,
+            last_seen: i.last_seen,
+            valid_until: i.valid_until,
+            sources: Vec::new(),
+            builtin: false,
+            status: i.status,
+            status_changed: (i.status != Status::Active).then_some(self.time),
+            false_positive_reports: Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -877,7 +877,12 @@ impl IndicatorIndex {
     /// [`canonicalize`] returns it), appended to `out`, most specific first. Skips
     /// canonicalisation; allocates nothing beyond `out`'s growth (a URL whose host is not plain
     /// is the exception: its host is canonicalised).
-    pub fn lookup_canonical<'a>(&'a self, kind: IndicatorKind, value: &str, out: &mut Vec<Hit<'a>>) {
+    pub fn lookup_canonical<'a>(
+        &'a self,
+        kind: IndicatorKind,
+        value: &str,
+        out: &mut Vec<Hit<'a>>,
+    ) {
         match kind {
             IndicatorKind::Ipv4 | IndicatorKind::Ipv6 => {
                 if let Ok(ip) = value.parse::<IpAddr>() {
@@ -1129,7 +1134,11 @@ mod tests {
             entry(IndicatorKind::Cidr, "2001:db8:1::/48", "qakbot"),
             entry(IndicatorKind::Domain, "evil.example", "trickbot"),
             entry(IndicatorKind::Sha256, &"ab".repeat(32), "icedid"),
-            entry(IndicatorKind::Url, &format!("http://long.example/{}", "x".repeat(300)), "icedid"),
+            entry(
+                IndicatorKind::Url,
+                &format!("http://long.example/{}", "x".repeat(300)),
+                "icedid",
+            ),
         ];
         entries[0].port = Some(8080);
         entries[1].family = Some("QakBot".into());
@@ -1158,17 +1167,29 @@ mod tests {
 
         let (_, _, hits) = ix.lookup("x.evil.example").expect("valid");
         let threats: Vec<Option<&str>> = hits.iter().map(|h| h.threat_id()).collect();
-        assert_eq!(threats, vec![None, Some("other"), Some("other")], "insertion order");
+        assert_eq!(
+            threats,
+            vec![None, Some("other"), Some("other")],
+            "insertion order"
+        );
         assert_eq!(hits[0].indicator(), entries[3]);
         assert_eq!(hits[0].confidence(), 55);
         let (_, _, hits) = ix.lookup("2001:db8:1::5").expect("valid");
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].matched, MatchKind::Network);
         assert_eq!(hits[0].tlp(), Tlp::Amber);
-        assert_eq!(ix.lookup("2001:DB8::1").expect("valid").2[0].family(), Some("QakBot"));
-        assert_eq!(ix.lookup("192.0.2.7").expect("valid").2[0].port(), Some(8080));
+        assert_eq!(
+            ix.lookup("2001:DB8::1").expect("valid").2[0].family(),
+            Some("QakBot")
+        );
+        assert_eq!(
+            ix.lookup("192.0.2.7").expect("valid").2[0].port(),
+            Some(8080)
+        );
         assert_eq!(ix.lookup(&"AB".repeat(32)).expect("valid").2.len(), 1);
-        assert!(ix.lookup("not-a-net/8").is_err() || ix.lookup("not-a-net/8").expect("ok").2.is_empty());
+        assert!(
+            ix.lookup("not-a-net/8").is_err() || ix.lookup("not-a-net/8").expect("ok").2.is_empty()
+        );
 
         // JSON of a hit: {"indicator": {...}, "matched": ...}.
         let (_, _, hits) = ix.lookup("192.0.2.7").expect("valid");
@@ -1190,7 +1211,11 @@ mod tests {
         ix.insert(entry(IndicatorKind::Ipv4, "192.0.2.1", "redline"));
         let ips: Vec<IpAddr> = (0..20_000u32)
             .map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)))
-            .chain(["172.20.1.1", "::ffff:192.0.2.1", "2001:db8::9"].iter().filter_map(|s| s.parse().ok()))
+            .chain(
+                ["172.20.1.1", "::ffff:192.0.2.1", "2001:db8::9"]
+                    .iter()
+                    .filter_map(|s| s.parse().ok()),
+            )
             .collect();
         let mut flags = Vec::new();
         ix.contains_ips(&ips, &mut flags);
@@ -1209,11 +1234,31 @@ mod tests {
     #[test]
     fn the_fast_canonical_forms_agree_with_canonicalize() {
         for s in [
-            "192.0.2.7", "10.0.0.1", "0.0.0.0", "255.255.255.255", "01.2.3.4", "1.2.3", "1.2.3.4.5",
-            " 1.2.3.4", "evil.example", "a.b.c.example", "EVIL.example", "evil.example.",
-            "xn--bcher-kva.de", "a..b", "single", "a_b.example", "-x.example", "1.2.3.example",
-            "evil[.]example", "d41d8cd98f00b204e9800998ecf8427e", "x.d41d8cd98f00b204e9800998ecf8427e",
-            "http://evil.example/", "evil.example/x", "evil.example:80", "",
+            "192.0.2.7",
+            "10.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            " 1.2.3.4",
+            "evil.example",
+            "a.b.c.example",
+            "EVIL.example",
+            "evil.example.",
+            "xn--bcher-kva.de",
+            "a..b",
+            "single",
+            "a_b.example",
+            "-x.example",
+            "1.2.3.example",
+            "evil[.]example",
+            "d41d8cd98f00b204e9800998ecf8427e",
+            "x.d41d8cd98f00b204e9800998ecf8427e",
+            "http://evil.example/",
+            "evil.example/x",
+            "evil.example:80",
+            "",
         ] {
             let fast = canonicalize_fast(s).map(|(k, v)| (k, v.into_owned()));
             assert_eq!(fast, canonicalize(s), "{s:?}");

@@ -23,7 +23,7 @@ use crate::error::{ApiError, ApiResult};
 use arc_swap::ArcSwap;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use threatfeed_core::import::{Format, parse_reader};
 use threatfeed_core::intel::{
@@ -149,6 +149,8 @@ impl Default for IndicatorSettings {
 /// See the module documentation.
 pub struct IndicatorStore {
     records: Mutex<BTreeMap<String, IndicatorRecord>>,
+    /// Change-log seqs of each indicator, oldest first (its versions).
+    history: std::sync::RwLock<HashMap<String, Vec<u64>>>,
     state: Arc<StateStore>,
     changes: Arc<dyn EventLog>,
     head: watch::Sender<u64>,
@@ -182,8 +184,10 @@ impl IndicatorStore {
         let records: BTreeMap<String, IndicatorRecord> =
             stored.into_iter().map(|r| (r.id.clone(), r)).collect();
         let (head, _) = watch::channel(changes.last_seq());
+        let history = read_history(changes.as_ref())?;
         let store = IndicatorStore {
             records: Mutex::new(records),
+            history: std::sync::RwLock::new(history),
             state,
             changes,
             head,
@@ -220,7 +224,28 @@ impl IndicatorStore {
         (g.len(), g.values().filter(|r| r.is_active()).count())
     }
 
-    /// Adds the lists bundled with the binary (records already stored take precedence).
+    /// The change-log seqs of indicator `id` (its versions), oldest first.
+    pub fn versions(&self, id: &str) -> Vec<u64> {
+        self.history
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The latest change-log seq of indicator `id`.
+    pub fn latest_version(&self, id: &str) -> Option<u64> {
+        self.history
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .and_then(|v| v.last().copied())
+    }
+
+    /// Adds the lists bundled with the binary (records already stored take precedence). Bundled
+    /// indicators not yet in the change log are logged as additions (once per data directory),
+    /// so that the change log replays the whole set for downstream consumers.
     pub fn load_bundled(&self) -> usize {
         let kb = self.kb.load_full();
         let now = Timestamp::now();
@@ -268,6 +293,20 @@ impl IndicatorStore {
                 added += 1;
             }
         }
+        let unlogged: Vec<(ChangeOp, String)> = {
+            let h = self.history.read().unwrap_or_else(|p| p.into_inner());
+            g.values()
+                .filter(|r| r.builtin && !h.contains_key(&r.id))
+                .map(|r| (ChangeOp::Add, r.id.clone()))
+                .collect()
+        };
+        for chunk in unlogged.chunks(20_000) {
+            if let Err(err) = self.append_changes(&g, chunk, now) {
+                tracing::error!(%err, "logging the bundled indicators failed");
+                break;
+            }
+        }
+        self.head.send_replace(self.changes.last_seq());
         self.rebuild(&g);
         added
     }
@@ -319,7 +358,21 @@ impl IndicatorStore {
         let rows: Vec<(&str, &IndicatorRecord)> =
             recs.iter().map(|r| (r.id.as_str(), *r)).collect();
         self.state.put_indicators(&rows).map_err(store_err)?;
+        self.append_changes(g, changed, now)?;
+        self.head.send_replace(self.changes.last_seq());
+        self.rebuild(g);
+        Ok(())
+    }
+
+    /// Appends one change entry per id (one commit) and records the seqs in the history.
+    fn append_changes(
+        &self,
+        g: &BTreeMap<String, IndicatorRecord>,
+        changed: &[(ChangeOp, String)],
+        now: Timestamp,
+    ) -> ApiResult<()> {
         let mut entries = Vec::with_capacity(changed.len());
+        let mut ids = Vec::with_capacity(changed.len());
         for (op, id) in changed {
             if let Some(r) = g.get(id) {
                 let c = Change {
@@ -328,13 +381,16 @@ impl IndicatorStore {
                     indicator: r.summary(),
                 };
                 entries.push(serde_json::to_vec(&c).map_err(store_err)?);
+                ids.push(id);
             }
         }
         let ms = now.as_millisecond();
         let batch: Vec<(i64, &[u8])> = entries.iter().map(|e| (ms, e.as_slice())).collect();
-        self.changes.append(&batch).map_err(store_err)?;
-        self.head.send_replace(self.changes.last_seq());
-        self.rebuild(g);
+        let first = self.changes.append(&batch).map_err(store_err)?;
+        let mut h = self.history.write().unwrap_or_else(|p| p.into_inner());
+        for (i, id) in ids.into_iter().enumerate() {
+            h.entry(id.clone()).or_default().push(first + i as u64);
+        }
         Ok(())
     }
 
@@ -616,6 +672,33 @@ impl IndicatorStore {
         self.commit(&g, &changed, now)?;
         Ok(n)
     }
+}
+
+/// Reads which seqs of the change log belong to which indicator.
+fn read_history(log: &dyn EventLog) -> anyhow::Result<HashMap<String, Vec<u64>>> {
+    #[derive(Deserialize)]
+    struct Head {
+        indicator: HeadId,
+    }
+    #[derive(Deserialize)]
+    struct HeadId {
+        id: String,
+    }
+    let mut h: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut cursor = 0;
+    loop {
+        let recs = log.read_after(cursor, 8192)?;
+        let Some(last) = recs.last() else {
+            break;
+        };
+        cursor = last.seq;
+        for r in recs {
+            if let Ok(head) = serde_json::from_slice::<Head>(&r.data) {
+                h.entry(head.indicator.id).or_default().push(r.seq);
+            }
+        }
+    }
+    Ok(h)
 }
 
 /// Keeps one change per id (the first op for an add, else the last).

@@ -150,7 +150,11 @@ async fn check_ins_without_a_family_are_classified_by_their_c2() {
     assert_eq!(evs[0]["playbook"], "/api/v1/threats/icedid");
     let (st, doc) = get(&s, ADMIN, evs[0]["playbook"].as_str().expect("link")).await;
     assert_eq!(st, StatusCode::OK);
-    assert!(doc["playbook"]["clean"].as_array().is_some_and(|c| !c.is_empty()));
+    assert!(
+        doc["playbook"]["clean"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+    );
     assert_eq!(evs[1]["threat_id"], ip_threat, "{}", evs[1]);
     assert!(
         evs[1]["classified_by"]

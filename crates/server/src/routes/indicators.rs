@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::time::Duration;
-use threatfeed_core::intel::{ChangeHead, Contribution};
+use threatfeed_core::intel::{Contribution, StoredChange};
 use threatfeed_core::privacy::can_see_indicator;
 use threatfeed_core::tlp::Tlp;
 
@@ -290,7 +290,7 @@ fn read_changes(
     let mut out = Vec::new();
     for r in recs {
         cursor = r.seq;
-        let Ok(head) = serde_json::from_slice::<ChangeHead>(&r.data) else {
+        let Ok(head) = serde_json::from_slice::<StoredChange>(&r.data) else {
             continue;
         };
         if can_see_indicator(viewer, head.indicator.tlp) {

@@ -36,21 +36,18 @@ fn answer(index: &IndicatorIndex, kb: &KnowledgeBase, viewer: &Viewer, raw: &str
                 .iter()
                 .filter(|h| can_see_indicator(viewer, h.tlp()))
                 .map(|h| {
-                    let threat = h
-                        .threat_id()
-                        .and_then(|t| kb.get(t))
-                        .map(|t| {
-                            json!({
-                                "id": t.id, "name": t.name, "kind": t.kind,
-                                "href": format!("/api/v1/threats/{}", t.id),
-                                "remediation": {
-                                    "detect": t.playbook.detect.first(),
-                                    "contain": t.playbook.contain.first(),
-                                    "clean": t.playbook.clean.first(),
-                                    "verify": t.playbook.verify.first(),
-                                },
-                            })
-                        });
+                    let threat = h.threat_id().and_then(|t| kb.get(t)).map(|t| {
+                        json!({
+                            "id": t.id, "name": t.name, "kind": t.kind,
+                            "href": format!("/api/v1/threats/{}", t.id),
+                            "remediation": {
+                                "detect": t.playbook.detect.first(),
+                                "contain": t.playbook.contain.first(),
+                                "clean": t.playbook.clean.first(),
+                                "verify": t.playbook.verify.first(),
+                            },
+                        })
+                    });
                     json!({"indicator": h.indicator(), "matched": h.matched, "threat": threat})
                 })
                 .collect();
