@@ -10,8 +10,12 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
-# Nothing else to install yet: every test uses the repository's own data under testdata/ and
-# data/, and starts its own servers on 127.0.0.1 with ephemeral ports.
+# Third-party peers the tests check our output with (each installed only when missing):
+# the OASIS STIX validator and TAXII client and PyMISP (PyPI), and BIND's named-checkzone
+# (Debian bind9-utils). Every test uses the repository's own data under testdata/ and data/,
+# and starts its own servers on 127.0.0.1 with ephemeral ports.
+scripts/install-test-deps.sh
+
 cargo build --workspace --all-targets --locked
 
 log="$(mktemp)"

@@ -16,5 +16,6 @@ mod integration {
     mod ops;
     mod reports;
     mod stream;
+    mod taxii;
     mod threats;
 }

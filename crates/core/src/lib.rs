@@ -13,6 +13,7 @@
 //! - [`lookup`] — the in-memory indicator index: lookups and classification of check-ins;
 //! - [`import`] — parsers for the indicator lists of the field (maltrail, FireHOL, Feodo CSV, plain);
 //! - [`rules`] — request-pattern rules (URI, user agent, first bytes) that recognise a family;
+//! - [`stix`] — STIX 2.1 output: indicators, threats and check-ins as STIX objects and bundles;
 //! - [`privacy`] — the privacy model: who may see which event (the one place it is decided).
 
 pub mod canon;
@@ -26,6 +27,7 @@ pub mod lookup;
 pub mod org;
 pub mod privacy;
 pub mod rules;
+pub mod stix;
 pub mod threat;
 pub mod tlp;
 

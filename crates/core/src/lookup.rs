@@ -10,11 +10,13 @@
 //!   TLP) combination, interned once in a small table;
 //! - ids are not stored when they are the deterministic [`indicator_id`] of kind and value (the
 //!   normal case; recomputed when a hit is shown); other ids sit in a side map;
-//! - exact values sit in one open-addressing table (linear probing, 8-byte slots: a 32-bit hash
-//!   tag and the record number; the tag is checked before the record is touched, the record's
-//!   key after); records sharing a value are chained in a side map; networks sit in a
-//!   longest-prefix trie. Kinds cannot collide: an IP, a CIDR, a domain, a URL and a hash never
-//!   share a canonical spelling.
+//! - exact values sit in two open-addressing tables (linear probing, load ≤ 4/5, 8-byte slots
+//!   holding a 32-bit tag and the record number): IPv4 addresses with the address itself as the
+//!   tag (a probe decides without touching a record), everything else with a 32-bit hash tag
+//!   checked before the record's key is compared. Records sharing a value are chained in a side
+//!   map. Networks sit in a longest-prefix trie behind a bitmap of the /16s they overlap, so most
+//!   addresses never walk it. Kinds cannot collide: an IP, a CIDR, a domain, a URL and a hash
+//!   never share a canonical spelling.
 //!
 //! A lookup canonicalises its input ([`crate::indicator`]; plain IPv4 literals and plain
 //! lower-case domain names are recognised as already canonical without allocating), then: an IP
@@ -115,7 +117,8 @@ const HAS_PORT: u8 = 4;
 const DERIVED_ID: u8 = 8;
 /// A network in the trie (not in the exact table).
 const IN_TRIE: u8 = 16;
-/// Kept (for its id) but matched by nothing: a `cidr` whose value is not a network.
+/// Kept (for its id) but matched by nothing: a `cidr` whose value is not a network (in
+/// `unlisted`, not in a table).
 const UNLISTED: u8 = 32;
 
 /// What the indicators sharing one profile have in common.
@@ -175,26 +178,28 @@ impl Table {
         (n.saturating_mul(5) / 4 + 1).next_power_of_two().max(16)
     }
 
-    fn find(&self, h: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+    /// The record whose slot carries `tag` and satisfies `eq`, probing from `h`.
+    fn find(&self, h: u64, tag: u32, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
         if self.slots.is_empty() {
             return None;
         }
         let mask = self.slots.len() - 1;
-        let tag = h >> 32;
         let mut p = h as usize & mask;
         loop {
             let s = self.slots[p];
             if s == 0 {
                 return None;
             }
-            if s >> 32 == tag && eq((s as u32).wrapping_sub(1)) {
-                return Some((s as u32).wrapping_sub(1));
+            let record = (s as u32).wrapping_sub(1);
+            if (s >> 32) as u32 == tag && eq(record) {
+                return Some(record);
             }
             p = (p + 1) & mask;
         }
     }
 
-    /// Touches the first slot `h` probes (so that a batch of lookups overlaps its cache misses).
+    /// Loads the first slot `h` probes (a batch of lookups issues these back to back, so that
+    /// their cache misses overlap).
     fn touch(&self, h: u64) -> u64 {
         if self.slots.is_empty() {
             return 0;
@@ -202,36 +207,29 @@ impl Table {
         self.slots[h as usize & (self.slots.len() - 1)]
     }
 
-    fn place(slots: &mut [u64], h: u64, record: u32) {
+    fn place(slots: &mut [u64], h: u64, tag: u32, record: u32) {
         let mask = slots.len() - 1;
         let mut p = h as usize & mask;
         while slots[p] != 0 {
             p = (p + 1) & mask;
         }
-        slots[p] = (h >> 32) << 32 | (u64::from(record) + 1);
+        slots[p] = u64::from(tag) << 32 | (u64::from(record) + 1);
     }
 
-    /// Makes room for `additional` more keys; `hash_of` rehashes a stored record.
-    fn reserve(&mut self, additional: usize, hash_of: impl Fn(u32) -> u64) {
-        let want = Table::capacity_for(self.len.saturating_add(additional));
-        if want <= self.slots.len() {
-            return;
-        }
-        let old = std::mem::replace(&mut self.slots, vec![0; want]);
-        for s in old {
-            if s != 0 {
-                let r = (s as u32).wrapping_sub(1);
-                Table::place(&mut self.slots, hash_of(r), r);
+    /// Inserts a new key (the caller checked it is absent); `rehash(tag, record)` gives the
+    /// hash of a stored slot when the table grows.
+    fn insert(&mut self, h: u64, tag: u32, record: u32, rehash: impl Fn(u32, u32) -> u64) {
+        if (self.len + 1) * 5 > self.slots.len() * 4 {
+            let want = Table::capacity_for(self.len + 1);
+            let old = std::mem::replace(&mut self.slots, vec![0; want]);
+            for s in old {
+                if s != 0 {
+                    let (t, r) = ((s >> 32) as u32, (s as u32).wrapping_sub(1));
+                    Table::place(&mut self.slots, rehash(t, r), t, r);
+                }
             }
         }
-    }
-
-    /// Inserts a new key (the caller checked it is absent).
-    fn insert(&mut self, h: u64, record: u32, hash_of: impl Fn(u32) -> u64) {
-        if (self.len + 1) * 5 > self.slots.len() * 4 {
-            self.reserve(self.len.max(8), hash_of);
-        }
-        Table::place(&mut self.slots, h, record);
+        Table::place(&mut self.slots, h, tag, record);
         self.len += 1;
     }
 }
@@ -320,8 +318,14 @@ impl Records {
 #[derive(Default)]
 pub struct IndicatorIndex {
     store: Records,
-    /// Exact values → first record with that value.
+    /// IPv4 addresses → first record with that address (the slot tag is the address itself:
+    /// no record is touched to confirm a match).
+    v4: Table,
+    /// Other exact values → first record with that value (tag: high half of the hash).
     exact: Table,
+    /// Bit per /16 (IPv4, then IPv6 by its first 16 bits) overlapped by a listed network: an
+    /// address outside them skips the trie.
+    net_filter: Vec<u64>,
     /// Record → next record with the same exact value or network (insertion order).
     next: HashMap<u32, u32, Hasher>,
     /// Networks → first record with that network.
@@ -329,6 +333,8 @@ pub struct IndicatorIndex {
     network_count: usize,
     profiles: Vec<Profile>,
     profile_ix: HashMap<Profile, u32, Hasher>,
+    /// Values of kind cidr that are not networks → first record (kept for their ids only).
+    unlisted: HashMap<Box<str>, u32, Hasher>,
     /// Ids that are not `indicator_id(kind, value)`, both ways.
     odd_ids: HashMap<Box<str>, u32, Hasher>,
     odd_id_of: HashMap<u32, Box<str>, Hasher>,
@@ -523,9 +529,67 @@ impl IndicatorIndex {
     /// Makes room for `additional` more indicators (avoids rehashing while building).
     pub fn reserve(&mut self, additional: usize) {
         self.store.records.reserve(additional);
+    }
+
+    /// The first record listing exact value `key`.
+    fn find_head(&self, key: Key<'_>) -> Option<u32> {
         let store = &self.store;
-        self.exact
-            .reserve(additional, |i| store.hash(store.key_at(i)));
+        match key {
+            Key::V4(a) => self.v4.find(store.hash(key), a, |_| true),
+            _ => {
+                let h = store.hash(key);
+                self.exact
+                    .find(h, (h >> 32) as u32, |i| store.key_at(i) == key)
+            }
+        }
+    }
+
+    /// Lists `record` as the first record of exact value `key` (known to be absent).
+    fn insert_head(&mut self, key: Key<'_>, record: u32) {
+        let store = &self.store;
+        let h = store.hash(key);
+        match key {
+            Key::V4(a) => self.v4.insert(h, a, record, |t, _| store.hash(Key::V4(t))),
+            _ => self.exact.insert(h, (h >> 32) as u32, record, |_, r| {
+                store.hash(store.key_at(r))
+            }),
+        }
+    }
+
+    /// Whether the network filter lets `ip` through to the trie.
+    fn maybe_in_network(&self, ip: IpAddr) -> bool {
+        let bit = match ip {
+            IpAddr::V4(a) => (u32::from(a) >> 16) as usize,
+            IpAddr::V6(a) => 0x1_0000 + (u128::from(a) >> 112) as usize,
+        };
+        self.net_filter
+            .get(bit / 64)
+            .is_some_and(|w| w & (1 << (bit % 64)) != 0)
+    }
+
+    /// Marks the /16s `net` overlaps in the network filter.
+    fn filter_network(&mut self, net: &IpNet) {
+        if self.net_filter.is_empty() {
+            self.net_filter = vec![0; 2 * 0x1_0000 / 64];
+        }
+        let (base, first, len) = match net.trunc() {
+            IpNet::V4(n) => (
+                0usize,
+                (u32::from(n.network()) >> 16) as usize,
+                n.prefix_len(),
+            ),
+            IpNet::V6(n) => (
+                0x1_0000,
+                (u128::from(n.network()) >> 112) as usize,
+                n.prefix_len(),
+            ),
+        };
+        let count = if len >= 16 { 1 } else { 1usize << (16 - len) };
+        for bit in base + first..base + first + count {
+            if let Some(w) = self.net_filter.get_mut(bit / 64) {
+                *w |= 1 << (bit % 64);
+            }
+        }
     }
 
     /// Number of indicators.
@@ -556,6 +620,8 @@ impl IndicatorIndex {
             + self.store.arena.capacity()
             + self.store.v6.capacity() * 16
             + self.exact.slots.capacity() * 8
+            + self.v4.slots.capacity() * 8
+            + self.net_filter.capacity() * 8
             + self.next.capacity() * map_entry(8)
             + self.network_count * 64
             + profiles
@@ -595,25 +661,13 @@ impl IndicatorIndex {
         }
     }
 
-    fn intern_profile(&mut self, e: IndicatorEntry) -> u32 {
+    fn intern_profile(&mut self, p: Profile) -> u32 {
         // Consecutive indicators usually share their profile: compare with the last one first.
         if let Some(last) = self.profiles.len().checked_sub(1)
-            && let Some(p) = self.profiles.get(last)
-            && p.threat_id.as_deref() == e.threat_id.as_deref()
-            && p.family.as_deref() == e.family.as_deref()
-            && *p.source == *e.source
-            && p.confidence == e.confidence
-            && p.tlp == e.tlp
+            && self.profiles.get(last) == Some(&p)
         {
             return last as u32;
         }
-        let p = Profile {
-            threat_id: e.threat_id.map(String::into_boxed_str),
-            family: e.family.map(String::into_boxed_str),
-            source: e.source.into_boxed_str(),
-            confidence: e.confidence,
-            tlp: e.tlp,
-        };
         if let Some(&i) = self.profile_ix.get(&p) {
             return i;
         }
@@ -641,30 +695,39 @@ impl IndicatorIndex {
         if position == u32::MAX || self.odd_ids.contains_key(e.id.as_str()) {
             return false;
         }
-        let derived = id_is_derived(&e.id, e.kind, &e.value);
-        let net = match e.kind {
-            IndicatorKind::Cidr => Some(e.value.parse::<IpNet>().ok()),
+        let IndicatorEntry {
+            id,
+            kind,
+            value,
+            threat_id,
+            family,
+            port,
+            confidence,
+            tlp,
+            source,
+        } = e;
+        let derived = id_is_derived(&id, kind, &value);
+        let net = match kind {
+            IndicatorKind::Cidr => Some(value.parse::<IpNet>().ok()),
             _ => None,
         };
-        // Networks and unparsable networks keep their text; other values are keyed by `Key::of`.
+        // Networks (and values of kind cidr that are not networks) keep their text; other values
+        // are keyed by `Key::of`.
         let key = match net {
-            Some(_) => Key::Text(e.value.as_bytes()),
-            None => Key::of(&e.value),
+            Some(_) => Key::Text(value.as_bytes()),
+            None => Key::of(&value),
         };
         let mut flags = if derived { DERIVED_ID } else { 0 };
-        let (head, hash) = match net {
+        let head = match net {
             Some(Some(n)) => {
                 flags |= IN_TRIE;
-                (self.networks.get(&n).copied(), 0)
+                self.networks.get(&n).copied()
             }
-            _ => {
-                if net.is_some() {
-                    flags |= UNLISTED;
-                }
-                let h = self.store.hash(key);
-                let store = &self.store;
-                (self.exact.find(h, |i| store.key_at(i) == key), h)
+            Some(None) => {
+                flags |= UNLISTED;
+                self.unlisted.get(value.as_str()).copied()
             }
+            None => self.find_head(key),
         };
         // A derived id is present exactly when a record of the same kind and value with a derived
         // id is: it would be on this chain.
@@ -672,14 +735,14 @@ impl IndicatorIndex {
             && let Some(h) = head
             && self.chain(h).any(|i| {
                 self.store.records.get(i as usize).is_some_and(|r| {
-                    r.kind == e.kind && r.flags & DERIVED_ID != 0 && self.store.key(r) == key
+                    r.kind == kind && r.flags & DERIVED_ID != 0 && self.store.key(r) == key
                 })
             })
         {
             return false;
         }
         // The value: binary when the text is an address spelled canonically, else in the arena.
-        let value = match key {
+        let stored = match key {
             Key::V4(a) => a,
             Key::V6(a) => {
                 let Ok(i) = u32::try_from(self.store.v6.len()) else {
@@ -697,36 +760,40 @@ impl IndicatorIndex {
                 off
             }
         };
-        if e.port.is_some() {
+        if port.is_some() {
             flags |= HAS_PORT;
         }
-        let port = e.port.unwrap_or(0);
-        let kind = e.kind;
-        if !derived {
-            let id: Box<str> = e.id.as_str().into();
-            self.odd_ids.insert(id.clone(), position);
-            self.odd_id_of.insert(position, id);
-        }
-        let profile = self.intern_profile(e);
-        self.store.records.push(Record {
-            value,
-            profile,
-            port,
-            kind,
-            flags,
-        });
         match (net, head) {
             (_, Some(h)) => self.append_chain(h, position),
             (Some(Some(n)), None) => {
                 self.networks.insert(n, position);
+                self.filter_network(&n);
                 self.network_count += 1;
             }
-            (_, None) => {
-                let store = &self.store;
-                self.exact
-                    .insert(hash, position, |i| store.hash(store.key_at(i)));
+            (Some(None), None) => {
+                self.unlisted.insert(value.as_str().into(), position);
             }
+            (None, None) => self.insert_head(key, position),
         }
+        if !derived {
+            let id: Box<str> = id.into_boxed_str();
+            self.odd_ids.insert(id.clone(), position);
+            self.odd_id_of.insert(position, id);
+        }
+        let profile = self.intern_profile(Profile {
+            threat_id: threat_id.map(String::into_boxed_str),
+            family: family.map(String::into_boxed_str),
+            source: source.into_boxed_str(),
+            confidence,
+            tlp,
+        });
+        self.store.records.push(Record {
+            value: stored,
+            profile,
+            port: port.unwrap_or(0),
+            kind,
+            flags,
+        });
         true
     }
 
@@ -773,9 +840,8 @@ impl IndicatorIndex {
     fn push_chain<'a>(&'a self, head: u32, matched: MatchKind, out: &mut Vec<Hit<'a>>) {
         let mut i = head;
         loop {
-            if let Some(record) = self.store.records.get(i as usize)
-                && record.flags & UNLISTED == 0
-            {
+            // Taking the reference reads nothing: a hit touches its record only when asked.
+            if let Some(record) = self.store.records.get(i as usize) {
                 out.push(Hit {
                     index: self,
                     record,
@@ -794,9 +860,7 @@ impl IndicatorIndex {
     }
 
     fn push_exact<'a>(&'a self, key: Key<'_>, matched: MatchKind, out: &mut Vec<Hit<'a>>) {
-        let h = self.store.hash(key);
-        let store = &self.store;
-        if let Some(head) = self.exact.find(h, |i| store.key_at(i) == key) {
+        if let Some(head) = self.find_head(key) {
             self.push_chain(head, matched, out);
         }
     }
@@ -828,47 +892,53 @@ impl IndicatorIndex {
     pub fn lookup_ip<'a>(&'a self, ip: IpAddr, out: &mut Vec<Hit<'a>>) {
         let ip = fold_ip(ip);
         self.push_exact(Key::ip(ip), MatchKind::Exact, out);
-        self.push_networks(&IpNet::from(ip), out);
+        if self.maybe_in_network(ip) {
+            self.push_networks(&IpNet::from(ip), out);
+        }
     }
 
-    /// True when the address `ip` matches anything (exact or network); no allocation.
+    /// True when the address `ip` matches anything (exact or network); no allocation, and for
+    /// an IPv4 address one probe of the address table (no record is read).
     pub fn contains_ip(&self, ip: IpAddr) -> bool {
         let ip = fold_ip(ip);
         let key = Key::ip(ip);
-        let store = &self.store;
-        let listed = |head: u32| {
-            self.chain(head).any(|i| {
-                store
-                    .records
-                    .get(i as usize)
-                    .is_some_and(|r| r.flags & UNLISTED == 0)
-            })
+        self.contains_folded(ip, self.store.hash(key))
+    }
+
+    /// [`IndicatorIndex::contains_ip`] of a folded address whose key hashes to `h`.
+    fn contains_folded(&self, ip: IpAddr, h: u64) -> bool {
+        let exact = match ip {
+            IpAddr::V4(a) => self.v4.find(h, u32::from(a), |_| true).is_some(),
+            IpAddr::V6(_) => self.find_head(Key::ip(ip)).is_some(),
         };
-        self.exact
-            .find(store.hash(key), |i| store.key_at(i) == key)
-            .is_some_and(listed)
-            || (self.network_count > 0
+        exact
+            || (self.maybe_in_network(ip)
                 && self
                     .networks
                     .cover_values(&IpNet::from(ip))
-                    .any(|&h| listed(h)))
+                    .next()
+                    .is_some())
     }
 
-    /// For each address of `ips`, whether it matches anything: `out[i] = contains_ip(ips[i])`.
-    /// Looks a block of addresses up together so their cache misses overlap.
+    /// For each address of `ips`, whether it matches anything: appends
+    /// `contains_ip(ips[i])` to `out`. Looks blocks of addresses up together: the first slot of
+    /// every address of a block is loaded before any is examined, so their cache misses overlap.
     pub fn contains_ips(&self, ips: &[IpAddr], out: &mut Vec<bool>) {
         const BLOCK: usize = 16;
         let mut hashes = [0u64; BLOCK];
+        out.reserve(ips.len());
         for block in ips.chunks(BLOCK) {
             let mut touched = 0u64;
             for (h, ip) in hashes.iter_mut().zip(block) {
-                *h = self.store.hash(Key::ip(fold_ip(*ip)));
-                touched ^= self.exact.touch(*h);
+                let ip = fold_ip(*ip);
+                *h = self.store.hash(Key::ip(ip));
+                if ip.is_ipv4() {
+                    touched ^= self.v4.touch(*h);
+                }
             }
-            // Keep the touches (one load per address, issued back to back).
             std::hint::black_box(touched);
-            for ip in block {
-                out.push(self.contains_ip(*ip));
+            for (h, ip) in hashes.iter().zip(block) {
+                out.push(self.contains_folded(fold_ip(*ip), *h));
             }
         }
     }
@@ -1160,6 +1230,7 @@ mod tests {
             assert!(ix.insert(e.clone()), "{e:?}");
         }
         assert!(!ix.insert(odd), "an odd id is deduplicated too");
+        assert!(!ix.insert(entries[8].clone()), "so is an unlisted value");
         assert!(!ix.insert(entries[4].clone()));
         assert_eq!(ix.len(), entries.len());
         assert_eq!(ix.iter().collect::<Vec<_>>(), entries);

@@ -242,8 +242,30 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(api_not_found)
         .layer(DefaultBodyLimit::max(body_limit));
+    use routes::taxii;
+    let taxii = Router::new()
+        .route("/", get(taxii::discovery))
+        .route("/api/", get(taxii::api_root))
+        .route("/api/status/{status_id}/", get(taxii::status))
+        .route("/api/collections/", get(taxii::collections))
+        .route("/api/collections/{id}/", get(taxii::collection))
+        .route("/api/collections/{id}/manifest/", get(taxii::manifest))
+        .route(
+            "/api/collections/{id}/objects/",
+            get(taxii::get_objects).post(taxii::add_objects),
+        )
+        .route(
+            "/api/collections/{id}/objects/{object_id}/",
+            get(taxii::get_object).delete(taxii::delete_object),
+        )
+        .route(
+            "/api/collections/{id}/objects/{object_id}/versions/",
+            get(taxii::versions),
+        )
+        .layer(DefaultBodyLimit::max(body_limit));
     Router::new()
         .nest("/api/v1", api)
+        .nest("/taxii2", taxii)
         .route("/healthz", get(routes::ops::healthz))
         .route("/metrics", get(routes::ops::metrics))
         .fallback(api_not_found)

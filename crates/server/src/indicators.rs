@@ -149,8 +149,9 @@ impl Default for IndicatorSettings {
 /// See the module documentation.
 pub struct IndicatorStore {
     records: Mutex<BTreeMap<String, IndicatorRecord>>,
-    /// Change-log seqs of each indicator, oldest first (its versions).
-    history: std::sync::RwLock<HashMap<String, Vec<u64>>>,
+    /// Change-log seqs of each indicator, oldest first (its versions), and the record id of
+    /// each STIX indicator id.
+    history: std::sync::RwLock<History>,
     state: Arc<StateStore>,
     changes: Arc<dyn EventLog>,
     head: watch::Sender<u64>,
@@ -229,18 +230,20 @@ impl IndicatorStore {
         self.history
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .seqs
             .get(id)
             .cloned()
             .unwrap_or_default()
     }
 
-    /// The latest change-log seq of indicator `id`.
-    pub fn latest_version(&self, id: &str) -> Option<u64> {
+    /// The record id of a STIX indicator id this server issued.
+    pub fn record_id_for_stix(&self, stix_id: &str) -> Option<String> {
         self.history
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .and_then(|v| v.last().copied())
+            .by_stix
+            .get(stix_id)
+            .cloned()
     }
 
     /// Adds the lists bundled with the binary (records already stored take precedence). Bundled
@@ -296,7 +299,7 @@ impl IndicatorStore {
         let unlogged: Vec<(ChangeOp, String)> = {
             let h = self.history.read().unwrap_or_else(|p| p.into_inner());
             g.values()
-                .filter(|r| r.builtin && !h.contains_key(&r.id))
+                .filter(|r| r.builtin && !h.seqs.contains_key(&r.id))
                 .map(|r| (ChangeOp::Add, r.id.clone()))
                 .collect()
         };
@@ -389,7 +392,7 @@ impl IndicatorStore {
         let first = self.changes.append(&batch).map_err(store_err)?;
         let mut h = self.history.write().unwrap_or_else(|p| p.into_inner());
         for (i, id) in ids.into_iter().enumerate() {
-            h.entry(id.clone()).or_default().push(first + i as u64);
+            h.add(id, first + i as u64);
         }
         Ok(())
     }
@@ -524,6 +527,39 @@ impl IndicatorStore {
             }
         }
         Some(v)
+    }
+
+    /// For exports: the records `viewer` may see (TLP) — active ones, or with `since` every one
+    /// changed after that change-log seq (removed ones included, with their status) — and the
+    /// change log's head at that moment (the next `since`).
+    pub fn snapshot(
+        &self,
+        viewer: &threatfeed_core::Viewer,
+        since: Option<u64>,
+    ) -> (Vec<IndicatorRecord>, u64) {
+        let g = self.lock();
+        let head = self.changes.last_seq();
+        let h = self.history.read().unwrap_or_else(|p| p.into_inner());
+        let out = g
+            .values()
+            .filter(|r| threatfeed_core::privacy::can_see_indicator(viewer, r.tlp))
+            .filter(|r| match since {
+                None => r.is_active(),
+                Some(s) => h
+                    .seqs
+                    .get(&r.id)
+                    .and_then(|v| v.last())
+                    .is_some_and(|last| *last > s),
+            })
+            .map(|r| {
+                let mut r = r.clone();
+                // Exports never carry who reported what.
+                r.sources.clear();
+                r.false_positive_reports.clear();
+                r
+            })
+            .collect();
+        (out, head)
     }
 
     /// A page of the records `caller` may see, filtered; and the cursor of the next page.
@@ -674,8 +710,30 @@ impl IndicatorStore {
     }
 }
 
-/// Reads which seqs of the change log belong to which indicator.
-fn read_history(log: &dyn EventLog) -> anyhow::Result<HashMap<String, Vec<u64>>> {
+/// Which change-log seqs belong to which indicator, and which record each STIX id names.
+#[derive(Debug, Default)]
+pub struct History {
+    seqs: HashMap<String, Vec<u64>>,
+    by_stix: HashMap<String, String>,
+}
+
+impl History {
+    fn add(&mut self, id: &str, seq: u64) {
+        match self.seqs.get_mut(id) {
+            Some(v) => v.push(seq),
+            None => {
+                self.seqs.insert(id.to_string(), vec![seq]);
+                self.by_stix.insert(
+                    threatfeed_core::stix::sdo::indicator_stix_id(id),
+                    id.to_string(),
+                );
+            }
+        }
+    }
+}
+
+/// Reads the history from the change log.
+fn read_history(log: &dyn EventLog) -> anyhow::Result<History> {
     #[derive(Deserialize)]
     struct Head {
         indicator: HeadId,
@@ -684,7 +742,7 @@ fn read_history(log: &dyn EventLog) -> anyhow::Result<HashMap<String, Vec<u64>>>
     struct HeadId {
         id: String,
     }
-    let mut h: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut h = History::default();
     let mut cursor = 0;
     loop {
         let recs = log.read_after(cursor, 8192)?;
@@ -694,7 +752,7 @@ fn read_history(log: &dyn EventLog) -> anyhow::Result<HashMap<String, Vec<u64>>>
         cursor = last.seq;
         for r in recs {
             if let Ok(head) = serde_json::from_slice::<Head>(&r.data) {
-                h.entry(head.indicator.id).or_default().push(r.seq);
+                h.add(&head.indicator.id, r.seq);
             }
         }
     }

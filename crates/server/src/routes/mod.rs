@@ -9,6 +9,7 @@
 //!   (`/api/v1/indicators`);
 //! - [`import`] — whole third-party files, format detected (`/api/v1/import`);
 //! - [`lookup`] — known-bad lookups, single and batch (`/api/v1/lookup`);
+//! - [`taxii`] — the TAXII 2.1 server (`/taxii2/`);
 //! - [`ops`] — `/healthz`, `/metrics`, admin operations.
 
 pub mod events;
@@ -19,6 +20,7 @@ pub mod ops;
 pub mod orgs;
 pub mod reports;
 pub mod stream;
+pub mod taxii;
 pub mod threats;
 
 use crate::app::AppState;
