@@ -244,28 +244,31 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit));
     use routes::taxii;
     let taxii = Router::new()
-        .route("/", get(taxii::discovery))
-        .route("/api/", get(taxii::api_root))
-        .route("/api/status/{status_id}/", get(taxii::status))
-        .route("/api/collections/", get(taxii::collections))
-        .route("/api/collections/{id}/", get(taxii::collection))
-        .route("/api/collections/{id}/manifest/", get(taxii::manifest))
+        .route("/taxii2/", get(taxii::discovery))
+        .route("/taxii2/api/", get(taxii::api_root))
+        .route("/taxii2/api/status/{status_id}/", get(taxii::status))
+        .route("/taxii2/api/collections/", get(taxii::collections))
+        .route("/taxii2/api/collections/{id}/", get(taxii::collection))
         .route(
-            "/api/collections/{id}/objects/",
+            "/taxii2/api/collections/{id}/manifest/",
+            get(taxii::manifest),
+        )
+        .route(
+            "/taxii2/api/collections/{id}/objects/",
             get(taxii::get_objects).post(taxii::add_objects),
         )
         .route(
-            "/api/collections/{id}/objects/{object_id}/",
+            "/taxii2/api/collections/{id}/objects/{object_id}/",
             get(taxii::get_object).delete(taxii::delete_object),
         )
         .route(
-            "/api/collections/{id}/objects/{object_id}/versions/",
+            "/taxii2/api/collections/{id}/objects/{object_id}/versions/",
             get(taxii::versions),
         )
         .layer(DefaultBodyLimit::max(body_limit));
     Router::new()
         .nest("/api/v1", api)
-        .nest("/taxii2", taxii)
+        .merge(taxii)
         .route("/healthz", get(routes::ops::healthz))
         .route("/metrics", get(routes::ops::metrics))
         .fallback(api_not_found)

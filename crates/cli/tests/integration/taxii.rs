@@ -131,7 +131,15 @@ async fn the_oasis_client_pages_through_every_collection_and_adds_objects() {
     assert_eq!(look["known"], true, "{look}");
 
     // A member cleared for GREEN sees no AMBER indicator, and only its own sightings.
-    let (_, isp) = create_org(&s, "ISP", "isp", json!({"cidrs": ["198.51.100.0/24"]})).await;
+    let (st, v) = post_json(
+        &s,
+        ADMIN,
+        "/api/v1/orgs",
+        &json!({"name": "ISP", "kind": "isp", "scope": {"cidrs": ["198.51.100.0/24"]}, "tlp_clearance": "green"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let isp = v["token"].as_str().expect("token").to_string();
     let (st, h, page) = taxii_get(&s, &isp, &format!("{IND}/objects/?limit=10000")).await;
     assert_eq!(st, StatusCode::OK, "{page}");
     assert_eq!(h["content-type"], TAXII);
