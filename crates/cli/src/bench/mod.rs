@@ -3,10 +3,12 @@
 //! - `bench ingest` — drives a running server: ingest throughput, ingest → subscriber latency
 //!   with K scoped SSE subscribers, server peak RSS;
 //! - `bench lookup` — in-process indicator lookups per second and memory per indicator;
-//! - `bench store` — the two embedded log engines (redb, fjall) on our event shape.
+//! - `bench store` — the two embedded log engines (redb, fjall) on our event shape;
+//! - `bench taxii` — TAXII 2.1 pages over a large Indicators collection: objects/s, page latency.
 
 pub mod ingest;
 pub mod lookup;
+pub mod taxii;
 
 use std::path::PathBuf;
 
@@ -17,6 +19,8 @@ pub enum BenchCommand {
     Ingest(ingest::IngestBenchArgs),
     /// In-process indicator lookups over the bundled lists plus N synthetic indicators.
     Lookup(lookup::LookupBenchArgs),
+    /// TAXII 2.1 paging over a large Indicators collection (objects/s, page p50 / p99).
+    Taxii(taxii::TaxiiBenchArgs),
     /// Compare the embedded log engines on appends, reads and reopen.
     Store {
         /// Events to append.
@@ -40,6 +44,10 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Lookup(args) => {
             let v = tokio::task::spawn_blocking(move || lookup::run(args)).await??;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        BenchCommand::Taxii(args) => {
+            let v = tokio::task::spawn_blocking(move || taxii::run(args)).await??;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         BenchCommand::Store {
