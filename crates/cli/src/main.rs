@@ -40,6 +40,8 @@ enum Command {
     Ingest(commands::ingest::IngestArgs),
     /// Import indicator files (maltrail, FireHOL, Feodo CSV, plain, MISP, STIX) into a running server.
     Import(commands::import::ImportArgs),
+    /// Export what the token may see as a blocklist, RPZ zone, Suricata rules, STIX, CSV, JSON or MISP feed.
+    Export(commands::export::ExportArgs),
     /// Ask a running server whether IPs, networks, domains, URLs or hashes are known-bad.
     Lookup(commands::lookup::LookupArgs),
     /// The IP → ASN / country table: import a newer snapshot, look addresses up.
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
             Command::Geo(c) => commands::geo::run(c).await,
             Command::Lookup(a) => commands::lookup::run(a).await,
             Command::Import(a) => commands::import::run(a).await,
+            Command::Export(a) => commands::export::run(a).await,
             Command::Bench(c) => bench::run(c).await,
         }
     });

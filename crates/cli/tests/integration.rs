@@ -9,6 +9,7 @@ mod integration {
     mod auth;
     mod cli;
     mod crash;
+    mod export;
     mod import;
     mod indicators;
     mod ingest;

@@ -14,10 +14,12 @@
 //! - [`import`] — parsers for the indicator lists of the field (maltrail, FireHOL, Feodo CSV, plain);
 //! - [`rules`] — request-pattern rules (URI, user agent, first bytes) that recognise a family;
 //! - [`stix`] — STIX 2.1 output: indicators, threats and check-ins as STIX objects and bundles;
+//! - [`export`] — the indicator feed for download: STIX, CSV, JSON, lists, hosts, RPZ, Suricata, MISP;
 //! - [`privacy`] — the privacy model: who may see which event (the one place it is decided).
 
 pub mod canon;
 pub mod event;
+pub mod export;
 pub mod geo;
 pub mod import;
 pub mod indicator;

@@ -234,6 +234,8 @@ pub fn router(state: AppState) -> Router {
             "/indicators/{id}/false-positive",
             post(routes::indicators::false_positive),
         )
+        .route("/export/misp/{file}", get(routes::export::misp_file))
+        .route("/export/{format}", get(routes::export::export))
         .route("/lookup", post(routes::lookup::batch))
         .route("/lookup/{value}", get(routes::lookup::one))
         .route(

@@ -236,6 +236,13 @@ impl IndicatorStore {
             .unwrap_or_default()
     }
 
+    /// The change-log seqs of the first and the last version of record `id`.
+    pub fn version_bounds(&self, id: &str) -> Option<(u64, u64)> {
+        let h = self.history.read().unwrap_or_else(|p| p.into_inner());
+        let v = h.seqs.get(id)?;
+        Some((*v.first()?, *v.last()?))
+    }
+
     /// The record id of a STIX indicator id this server issued.
     pub fn record_id_for_stix(&self, stix_id: &str) -> Option<String> {
         self.history
@@ -713,8 +720,8 @@ impl IndicatorStore {
 /// Which change-log seqs belong to which indicator, and which record each STIX id names.
 #[derive(Debug, Default)]
 pub struct History {
-    seqs: HashMap<String, Vec<u64>>,
-    by_stix: HashMap<String, String>,
+    seqs: HashMap<String, Vec<u64>, foldhash::fast::RandomState>,
+    by_stix: HashMap<String, String, foldhash::fast::RandomState>,
 }
 
 impl History {

@@ -43,11 +43,12 @@ const MEDIA: &str = "application/taxii+json;version=2.1";
 const INDICATORS: &str = "6a1c1f5e-8d3a-5b0e-9f1d-3c2b7a4e9d01";
 
 fn synthetic(i: usize) -> (IndicatorKind, String) {
-    let x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     match i % 10 {
+        // Multiplying by an odd constant is a bijection on u32: no address repeats (a repeat
+        // would be a second version of one object, and only the last version is listed).
         0..=6 => (
             IndicatorKind::Ipv4,
-            std::net::Ipv4Addr::from((x >> 32) as u32 ^ i as u32).to_string(),
+            std::net::Ipv4Addr::from((i as u32).wrapping_mul(0x9E37_79B1)).to_string(),
         ),
         7 | 8 => (IndicatorKind::Domain, format!("c{i:x}.taxii-bench.example")),
         _ => (
@@ -208,11 +209,12 @@ pub fn run(args: TaxiiBenchArgs) -> anyhow::Result<Value> {
         let pages = lat.len();
         let sequential = summary(lat);
         // Random starting points.
-        let span_ms = (args.objects / args.same_time.max(1)) as i64;
+        // Groups are 1 ms apart; `added_after` the last group's time would be past the end.
+        let groups = args.objects.div_ceil(args.same_time.max(1)) as i64;
         let mut lat = Vec::new();
-        for _ in 0..args.random_pages {
-            let at = start
-                + jiff::SignedDuration::from_millis(rand::rng().random_range(0..span_ms.max(1)));
+        for _ in 0..if groups > 1 { args.random_pages } else { 0 } {
+            let at =
+                start + jiff::SignedDuration::from_millis(rand::rng().random_range(0..groups - 1));
             let url = format!(
                 "{base}?limit={}&added_after={}",
                 args.page,

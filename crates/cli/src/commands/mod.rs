@@ -1,5 +1,6 @@
 //! The subcommands of the binary, one file each.
 
+pub mod export;
 pub mod geo;
 pub mod import;
 pub mod ingest;

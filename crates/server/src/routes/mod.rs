@@ -9,10 +9,12 @@
 //!   (`/api/v1/indicators`);
 //! - [`import`] — whole third-party files, format detected (`/api/v1/import`);
 //! - [`lookup`] — known-bad lookups, single and batch (`/api/v1/lookup`);
+//! - [`export`] — blocklists, RPZ, Suricata, STIX, CSV, JSON, MISP feed (`/api/v1/export`);
 //! - [`taxii`] — the TAXII 2.1 server (`/taxii2/`);
 //! - [`ops`] — `/healthz`, `/metrics`, admin operations.
 
 pub mod events;
+pub mod export;
 pub mod import;
 pub mod indicators;
 pub mod lookup;

@@ -29,6 +29,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -350,8 +351,42 @@ fn parse_filters(q: &HashMap<String, String>, max: usize) -> TaxiiResult<Filters
 struct Entry {
     seq: u64,
     added: jiff::Timestamp,
-    /// (object, id, version, is first version, is last version)
-    objects: Vec<(Value, String, String, bool, bool)>,
+    objects: Vec<Obj>,
+}
+
+/// One STIX object of an entry, already serialised (a page is written without building a
+/// JSON tree of its objects).
+struct Obj {
+    /// The object's JSON.
+    body: Box<RawValue>,
+    /// Its STIX type.
+    kind: String,
+    /// Its id.
+    id: String,
+    /// Its version (`modified`, else `created`, else the date added).
+    version: String,
+    /// Whether this is the object's first version.
+    first: bool,
+    /// Whether this is the object's last version.
+    last: bool,
+}
+
+impl Obj {
+    /// A single-version object from its JSON.
+    fn single(v: Value, added: jiff::Timestamp) -> Option<Obj> {
+        let id = v["id"].as_str().unwrap_or("").to_string();
+        let kind = v["type"].as_str().unwrap_or("").to_string();
+        let version = version_of(&v, added);
+        let body = serde_json::value::to_raw_value(&v).ok()?;
+        Some(Obj {
+            body,
+            kind,
+            id,
+            version,
+            first: true,
+            last: true,
+        })
+    }
 }
 
 /// STIX timestamp text (RFC 3339, UTC, milliseconds).
@@ -359,8 +394,15 @@ fn stix_time(t: jiff::Timestamp) -> String {
     threatfeed_core::stix::timestamp(t)
 }
 
-fn object_passes(f: &Filters, obj: &(Value, String, String, bool, bool)) -> bool {
-    let (v, id, version, first, last) = obj;
+fn object_passes(f: &Filters, obj: &Obj) -> bool {
+    let Obj {
+        kind,
+        id,
+        version,
+        first,
+        last,
+        ..
+    } = obj;
     if !f.spec_ok {
         return false;
     }
@@ -370,8 +412,7 @@ fn object_passes(f: &Filters, obj: &(Value, String, String, bool, bool)) -> bool
         return false;
     }
     if let Some(types) = &f.types {
-        let t = v["type"].as_str().unwrap_or("");
-        if !types.iter().any(|x| x == t) {
+        if !types.iter().any(|x| x == kind) {
             return false;
         }
     }
@@ -402,25 +443,29 @@ fn indicator_entry(state: &AppState, caller: &Caller, seq: u64, data: &[u8]) -> 
         return None;
     }
     let record = change.to_record();
-    let mut obj = threatfeed_core::stix::to_value(&threatfeed_core::stix::indicator_for(&record));
+    let mut obj = threatfeed_core::stix::indicator_for(&record);
     // Each change is a version: its time is the object's `modified`.
-    let created = obj
-        .get("created")
-        .and_then(Value::as_str)
-        .map(str::to_string);
     let mut modified = stix_time(change.time);
-    if created.as_deref().is_some_and(|c| c > modified.as_str()) {
-        modified = created.clone().unwrap_or_default();
+    if obj.created > modified {
+        modified = obj.created.clone();
     }
-    obj["modified"] = json!(modified);
-    let versions = state.intel.versions(&record.id);
-    let first = versions.first() == Some(&seq);
-    let last = versions.last() == Some(&seq);
-    let id = obj["id"].as_str().unwrap_or("").to_string();
+    obj.modified = modified.clone();
+    let (first, last) = state
+        .intel
+        .version_bounds(&record.id)
+        .map_or((true, true), |(f, l)| (f == seq, l == seq));
+    let body = serde_json::value::to_raw_value(&obj).ok()?;
     Some(Entry {
         seq,
         added: change.time,
-        objects: vec![(obj, id, modified, first, last)],
+        objects: vec![Obj {
+            body,
+            kind: "indicator".into(),
+            id: obj.id,
+            version: modified,
+            first,
+            last,
+        }],
     })
 }
 
@@ -433,11 +478,7 @@ fn sighting_entry(caller: &Caller, seq: u64, received_ms: i64, data: &[u8]) -> O
     let added = jiff::Timestamp::from_millisecond(received_ms).unwrap_or(e.received);
     let objects = threatfeed_core::stix::sighting_for(&e)
         .into_iter()
-        .map(|o| {
-            let id = o["id"].as_str().unwrap_or("").to_string();
-            let version = version_of(&o, added);
-            (o, id, version, true, true)
-        })
+        .filter_map(|o| Obj::single(o, added))
         .collect();
     Some(Entry {
         seq,
@@ -473,11 +514,7 @@ fn read_page(
             for (i, t) in kb.threats().iter().enumerate().skip(start) {
                 let objects: Vec<_> = threatfeed_core::stix::threat_objects(t)
                     .into_iter()
-                    .map(|o| {
-                        let id = o["id"].as_str().unwrap_or("").to_string();
-                        let version = version_of(&o, added);
-                        (o, id, version, true, true)
-                    })
+                    .filter_map(|o| Obj::single(o, added))
                     .filter(|o| object_passes(f, o))
                     .collect();
                 if objects.is_empty() {
@@ -570,29 +607,43 @@ fn envelope_response(entries: Vec<Entry>, more: bool, manifest: bool) -> Respons
     let next = entries
         .last()
         .map(|e| format!("{CURSOR_PREFIX}{:x}", e.seq));
+    /// The envelope (or manifest), its objects spliced in as they are.
+    #[derive(serde::Serialize)]
+    struct Envelope {
+        more: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        objects: Vec<Box<RawValue>>,
+    }
     let mut objects = Vec::new();
     for e in entries {
-        for (o, id, version, ..) in e.objects {
+        let added = stix_time(e.added);
+        for o in e.objects {
             if manifest {
-                objects.push(json!({
-                    "id": id,
-                    "date_added": stix_time(e.added),
-                    "version": version,
+                let item = json!({
+                    "id": o.id,
+                    "date_added": added,
+                    "version": o.version,
                     "media_type": MEDIA_STIX,
-                }));
+                });
+                if let Ok(raw) = serde_json::value::to_raw_value(&item) {
+                    objects.push(raw);
+                }
             } else {
-                objects.push(o);
+                objects.push(o.body);
             }
         }
     }
-    let mut body = json!({ "more": more });
-    if more && let Some(n) = next {
-        body["next"] = json!(n);
-    }
-    if !objects.is_empty() {
-        body["objects"] = json!(objects);
-    }
-    let mut resp = taxii_json(StatusCode::OK, &body);
+    let env = Envelope {
+        more,
+        next: next.filter(|_| more),
+        objects,
+    };
+    let body = serde_json::to_vec(&env).unwrap_or_else(|_| b"{\"more\":false}".to_vec());
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TAXII));
     if let (Some(f), Some(l)) = (first_added, last_added)
         && let (Ok(f), Ok(l)) = (
             HeaderValue::from_str(&stix_time(f)),
@@ -685,11 +736,10 @@ fn object_versions(
             for (i, t) in kb.threats().iter().enumerate() {
                 for o in threatfeed_core::stix::threat_objects(t) {
                     if o["id"].as_str() == Some(object_id) {
-                        let version = version_of(&o, added);
                         return Ok(vec![Entry {
                             seq: i as u64 + 1,
                             added,
-                            objects: vec![(o, object_id.to_string(), version, true, true)],
+                            objects: Obj::single(o, added).into_iter().collect(),
                         }]);
                     }
                 }
@@ -788,7 +838,7 @@ pub async fn versions(
     }
     let mut list: Vec<String> = entries
         .iter()
-        .flat_map(|e| e.objects.iter().map(|o| o.2.clone()))
+        .flat_map(|e| e.objects.iter().map(|o| o.version.clone()))
         .collect();
     list.dedup();
     let mut resp = taxii_json(StatusCode::OK, &json!({"more": false, "versions": list}));
