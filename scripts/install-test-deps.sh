@@ -6,10 +6,16 @@
 # Idempotent; prints what it installs.
 set -euo pipefail
 
+# apt needs root: use sudo when not root.
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
+    SUDO="sudo"
+fi
+
 PY="${PYTHON:-python3}"
 if ! command -v "$PY" >/dev/null 2>&1; then
     echo "python3 not found; installing it (Debian)" >&2
-    apt-get update -qq && apt-get install -y -qq python3 python3-pip >/dev/null
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq python3 python3-pip >/dev/null
 fi
 
 missing=()
@@ -24,8 +30,8 @@ fi
 
 if ! command -v named-checkzone >/dev/null 2>&1; then
     echo "installing Debian bind9-utils (named-checkzone)" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bind9-utils >/dev/null
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bind9-utils >/dev/null
 fi
 
 # The mirror this machine already uses for Debian release $1 (deb822 .sources or one-line .list).
@@ -46,10 +52,10 @@ debian_mirror() {
 
 if ! command -v suricata >/dev/null 2>&1; then
     echo "installing Debian suricata (suricata -T checks the exported rules)" >&2
-    apt-get update -qq
+    $SUDO apt-get update -qq
     policy="$(apt-cache policy suricata 2>/dev/null || true)"
     if grep -q 'Candidate: [0-9]' <<<"$policy"; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq suricata >/dev/null
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq suricata >/dev/null
     else
         # Debian 12 (bookworm) ships suricata in bookworm-backports only.
         codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
@@ -60,9 +66,9 @@ if ! command -v suricata >/dev/null 2>&1; then
                 echo "no Debian mirror found for ${codename:-this release}; install suricata by hand" >&2
                 exit 1
             fi
-            echo "deb $mirror ${codename}-backports main" > /etc/apt/sources.list.d/backports.list
-            apt-get update -qq
+            echo "deb $mirror ${codename}-backports main" | $SUDO tee /etc/apt/sources.list.d/backports.list >/dev/null
+            $SUDO apt-get update -qq
         fi
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t "${codename}-backports" suricata >/dev/null
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t "${codename}-backports" suricata >/dev/null
     fi
 fi

@@ -129,9 +129,13 @@ impl StatusOf for ApiError {
     }
 }
 
+/// A TAXII step's result: its error is the finished error response (built once per failed
+/// request; the functions returning it allow `result_large_err`, since boxing it would only add
+/// an allocation).
 type TaxiiResult<T> = Result<T, Response>;
 
 /// Authenticates and checks `Accept`.
+#[allow(clippy::result_large_err)]
 fn begin(state: &AppState, headers: &HeaderMap) -> TaxiiResult<Caller> {
     let caller = state.auth.authenticate(headers).map_err(from_api)?;
     if let Some(accept) = headers.get(header::ACCEPT) {
@@ -228,6 +232,7 @@ pub async fn collections(State(state): State<AppState>, headers: HeaderMap) -> R
     taxii_json(StatusCode::OK, &json!({ "collections": list }))
 }
 
+#[allow(clippy::result_large_err)]
 fn find_coll(id: &str) -> TaxiiResult<Coll> {
     coll_by_id(id).ok_or_else(|| {
         taxii_error(
@@ -285,6 +290,7 @@ fn bad(what: &str, value: &str, why: &str) -> Response {
     )
 }
 
+#[allow(clippy::result_large_err)]
 fn parse_filters(q: &HashMap<String, String>, max: usize) -> TaxiiResult<Filters> {
     let mut f = Filters {
         limit: 1000.min(max),
@@ -411,10 +417,10 @@ fn object_passes(f: &Filters, obj: &Obj) -> bool {
     {
         return false;
     }
-    if let Some(types) = &f.types {
-        if !types.iter().any(|x| x == kind) {
-            return false;
-        }
+    if let Some(types) = &f.types
+        && !types.iter().any(|x| x == kind)
+    {
+        return false;
     }
     match &f.versions {
         VersionFilter::All => true,
