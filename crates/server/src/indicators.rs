@@ -245,12 +245,19 @@ impl IndicatorStore {
 
     /// The record id of a STIX indicator id this server issued.
     pub fn record_id_for_stix(&self, stix_id: &str) -> Option<String> {
-        self.history
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .by_stix
-            .get(stix_id)
-            .cloned()
+        let u = stix_uuid(stix_id)?;
+        {
+            let h = self.history.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(m) = &h.by_stix {
+                return m.get(&u).map(|id| id.to_string());
+            }
+        }
+        let mut h = self.history.write().unwrap_or_else(|p| p.into_inner());
+        h.index_stix_ids();
+        h.by_stix
+            .as_ref()
+            .and_then(|m| m.get(&u))
+            .map(|id| id.to_string())
     }
 
     /// Adds the lists bundled with the binary (records already stored take precedence). Bundled
@@ -306,7 +313,7 @@ impl IndicatorStore {
         let unlogged: Vec<(ChangeOp, String)> = {
             let h = self.history.read().unwrap_or_else(|p| p.into_inner());
             g.values()
-                .filter(|r| r.builtin && !h.seqs.contains_key(&r.id))
+                .filter(|r| r.builtin && !h.seqs.contains_key(r.id.as_str()))
                 .map(|r| (ChangeOp::Add, r.id.clone()))
                 .collect()
         };
@@ -554,7 +561,7 @@ impl IndicatorStore {
                 None => r.is_active(),
                 Some(s) => h
                     .seqs
-                    .get(&r.id)
+                    .get(r.id.as_str())
                     .and_then(|v| v.last())
                     .is_some_and(|last| *last > s),
             })
@@ -720,8 +727,16 @@ impl IndicatorStore {
 /// Which change-log seqs belong to which indicator, and which record each STIX id names.
 #[derive(Debug, Default)]
 pub struct History {
-    seqs: HashMap<String, Vec<u64>, foldhash::fast::RandomState>,
-    by_stix: HashMap<String, String, foldhash::fast::RandomState>,
+    seqs: HashMap<Box<str>, Vec<u64>, foldhash::fast::RandomState>,
+    /// STIX indicator id (its UUID) → record id; built on first use (a TAXII request by object
+    /// id), not at start: deriving 10 M UUIDv5s would lengthen every restart.
+    by_stix: Option<HashMap<u128, Box<str>, foldhash::fast::RandomState>>,
+}
+
+/// The UUID of a STIX id (`indicator--<uuid>`).
+fn stix_uuid(stix_id: &str) -> Option<u128> {
+    let (_, u) = stix_id.split_once("--")?;
+    uuid::Uuid::parse_str(u).ok().map(|u| u.as_u128())
 }
 
 impl History {
@@ -729,18 +744,44 @@ impl History {
         match self.seqs.get_mut(id) {
             Some(v) => v.push(seq),
             None => {
-                self.seqs.insert(id.to_string(), vec![seq]);
-                self.by_stix.insert(
-                    threatfeed_core::stix::sdo::indicator_stix_id(id),
-                    id.to_string(),
-                );
+                self.seqs.insert(id.into(), vec![seq]);
+                if let Some(m) = &mut self.by_stix
+                    && let Some(u) = stix_uuid(&threatfeed_core::stix::sdo::indicator_stix_id(id))
+                {
+                    m.insert(u, id.into());
+                }
             }
         }
     }
+
+    /// Builds the STIX id map if it is not built yet.
+    fn index_stix_ids(&mut self) {
+        if self.by_stix.is_some() {
+            return;
+        }
+        let mut m = HashMap::with_capacity_and_hasher(self.seqs.len(), Default::default());
+        for id in self.seqs.keys() {
+            if let Some(u) = stix_uuid(&threatfeed_core::stix::sdo::indicator_stix_id(id)) {
+                m.insert(u, id.clone());
+            }
+        }
+        self.by_stix = Some(m);
+    }
 }
 
-/// Reads the history from the change log.
-fn read_history(log: &dyn EventLog) -> anyhow::Result<History> {
+/// The record id of a change-log entry. Entries are written by [`Change`]'s serialiser, so the
+/// id follows `"indicator":{"id":"` (found without parsing the rest); anything else is parsed.
+fn change_record_id(data: &[u8]) -> Option<String> {
+    const KEY: &[u8] = br#""indicator":{"id":""#;
+    if let Some(at) = data.windows(KEY.len()).position(|w| w == KEY) {
+        let rest = &data[at + KEY.len()..];
+        if let Some(end) = rest.iter().position(|&b| b == b'"' || b == b'\\')
+            && rest.get(end) == Some(&b'"')
+            && let Ok(id) = std::str::from_utf8(&rest[..end])
+        {
+            return Some(id.to_string());
+        }
+    }
     #[derive(Deserialize)]
     struct Head {
         indicator: HeadId,
@@ -749,7 +790,16 @@ fn read_history(log: &dyn EventLog) -> anyhow::Result<History> {
     struct HeadId {
         id: String,
     }
+    serde_json::from_slice::<Head>(data)
+        .ok()
+        .map(|h| h.indicator.id)
+}
+
+/// Reads the history from the change log.
+fn read_history(log: &dyn EventLog) -> anyhow::Result<History> {
     let mut h = History::default();
+    h.seqs
+        .reserve(usize::try_from(log.stats().records).unwrap_or(0));
     let mut cursor = 0;
     loop {
         let recs = log.read_after(cursor, 8192)?;
@@ -758,8 +808,8 @@ fn read_history(log: &dyn EventLog) -> anyhow::Result<History> {
         };
         cursor = last.seq;
         for r in recs {
-            if let Ok(head) = serde_json::from_slice::<Head>(&r.data) {
-                h.add(&head.indicator.id, r.seq);
+            if let Some(id) = change_record_id(&r.data) {
+                h.add(&id, r.seq);
             }
         }
     }
