@@ -77,6 +77,10 @@ fn main() -> ExitCode {
             Command::Bench(c) => bench::run(c).await,
         }
     });
+    // Everything durable is done when `block_on` returns (the server commits what is queued
+    // before `serve` returns); background work still running — e.g. loading the bundled lists
+    // at start, which is idempotent and resumes on the next start — must not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
