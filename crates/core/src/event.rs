@@ -61,6 +61,20 @@ pub struct Event {
     /// (`/api/v1/threats/<threat_id>`), when the event has a threat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub playbook: Option<String>,
+    /// The sensor's id for this event (`[A-Za-z0-9:._-]`, ≤ 128 chars): the server accepts an
+    /// id once, so a sensor may resend a batch whose answer it did not get.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// What `src_ip` was seen doing, when it is not a bot's own check-in: `dns-query` means a
+    /// resolver asked for a seized C2 name on behalf of some client behind it (the address is
+    /// the resolver's, not the infected machine's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observation: Option<String>,
+    /// Protocol details recorded by the sensor (a JSON object, ≤ 4 KiB): for HTTP the method,
+    /// path, query, selected headers, body size and first bytes; for raw TCP the first bytes;
+    /// for DNS the query name, type and transport.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 impl Event {
@@ -88,6 +102,9 @@ impl Event {
             threat_id: None,
             classified_by: None,
             playbook: None,
+            id: None,
+            observation: None,
+            details: None,
         }
     }
 

@@ -214,6 +214,12 @@ struct RawEvent<'a> {
     confidence: Field<'a>,
     #[serde(default, borrow)]
     tlp: Field<'a>,
+    #[serde(default, borrow)]
+    id: Field<'a>,
+    #[serde(default, borrow)]
+    observation: Field<'a>,
+    #[serde(default, borrow)]
+    details: Option<&'a RawValue>,
 }
 
 /// The `HttpInfo` part of a CTIP record.
@@ -494,7 +500,45 @@ fn event_from_raw(raw: RawEvent<'_>, received: Timestamp) -> Result<Event, Strin
     if let Some(t) = opt_tlp("tlp", &raw.tlp)? {
         e.tlp = t;
     }
+    e.id = opt_text("id", &raw.id, MAX_ID)?;
+    if let Some(id) = &e.id
+        && !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'.' | b'_' | b'-'))
+    {
+        return Err(format!(
+            "id: {id:?} has characters other than letters, digits, ':', '.', '_' and '-'"
+        ));
+    }
+    e.observation = lower_token("observation", &raw.observation)?;
+    e.details = opt_details(raw.details)?;
     Ok(e)
+}
+
+/// Longest event id.
+const MAX_ID: usize = 128;
+/// Largest `details` object, as sent.
+const MAX_DETAILS: usize = 4096;
+
+/// `details`: absent, `null`, or a JSON object of at most [`MAX_DETAILS`] bytes.
+fn opt_details(raw: Option<&RawValue>) -> Result<Option<serde_json::Value>, String> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let text = raw.get();
+    if text == "null" {
+        return Ok(None);
+    }
+    if text.len() > MAX_DETAILS {
+        return Err(format!(
+            "details: {} bytes, more than the {MAX_DETAILS} allowed",
+            text.len()
+        ));
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v @ serde_json::Value::Object(_)) => Ok(Some(v)),
+        _ => Err(format!("details: expected a JSON object, got {text:.60}")),
+    }
 }
 
 /// Maps one record of threatfeed's own shape (one JSON object) to an event.
