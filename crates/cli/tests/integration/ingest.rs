@@ -286,3 +286,61 @@ async fn the_ingest_rate_limit_refuses_whole_requests_with_retry_after() {
         "the refused request added nothing"
     );
 }
+
+/// A sensor resending a batch (it lost the answer) is not logged twice — also after the server
+/// was killed with -9 and restarted; bad ids are named.
+#[tokio::test]
+async fn events_with_ids_are_accepted_once_even_across_a_kill_9() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("d");
+    let mut s = Server::start_in(&dir, Some("default_kb = false\n"), &[], true);
+    let batch: Vec<Value> = (0..20u64)
+        .map(|n| {
+            let mut e = ev("192.0.2.44", "emotet", n);
+            e["id"] = json!(format!("0f1e2d3c:{n}"));
+            e["details"] = json!({"method": "POST", "path": "/gate.php"});
+            e
+        })
+        .collect();
+    let (st, v) = post_events(&s, ADMIN, &batch).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["accepted"].as_u64(), v["duplicates"].as_u64()),
+        (Some(20), Some(0))
+    );
+    // Half of it again, plus 5 new ones.
+    let mut again: Vec<Value> = batch[10..].to_vec();
+    for n in 20..25u64 {
+        let mut e = ev("192.0.2.44", "emotet", n);
+        e["id"] = json!(format!("0f1e2d3c:{n}"));
+        again.push(e);
+    }
+    let (_, v) = post_events(&s, ADMIN, &again).await;
+    assert_eq!(
+        (v["accepted"].as_u64(), v["duplicates"].as_u64()),
+        (Some(5), Some(10)),
+        "{v}"
+    );
+    s.kill9();
+    let s = Server::start_in(&dir, Some("default_kb = false\n"), &[], true);
+    let (_, v) = post_events(&s, ADMIN, &batch).await;
+    assert_eq!(
+        (v["accepted"].as_u64(), v["duplicates"].as_u64()),
+        (Some(0), Some(20)),
+        "the ids are remembered across a restart: {v}"
+    );
+    let events = all_events(&s, ADMIN).await;
+    assert_eq!(events.len(), 25, "each event once");
+    assert_eq!(
+        events[0]["details"]["path"], "/gate.php",
+        "details are kept"
+    );
+    assert_eq!(events[0]["id"], "0f1e2d3c:0");
+    // An id with characters outside the allowed set is refused by name.
+    let mut bad = ev("192.0.2.44", "emotet", 99);
+    bad["id"] = json!("no spaces allowed");
+    let (_, v) = post_events(&s, ADMIN, &[bad]).await;
+    assert_eq!(v["accepted"], 0);
+    let err = v["rejected"][0]["error"].as_str().expect("error");
+    assert!(err.contains("no spaces allowed"), "{err}");
+}

@@ -134,22 +134,29 @@ pub async fn ingest(
         });
     }
     telemetry::events_rejected(rejected.len() as u64);
-    let accepted = events.len();
-    let last_seq = if accepted == 0 {
-        state.log.last_seq()
+    let (accepted, duplicates, last_seq) = if events.is_empty() {
+        (0, 0, state.log.last_seq())
     } else {
-        let first = state
+        let a = state
             .committer
             .append(events, stored)
             .await
             .map_err(ApiError::Unavailable)?;
-        first + accepted as u64 - 1
+        let last = if a.logged == 0 {
+            state.log.last_seq()
+        } else {
+            a.first_seq + a.logged as u64 - 1
+        };
+        (a.logged, a.duplicates, last)
     };
     telemetry::events_ingested(accepted as u64);
     telemetry::ingest_latency(started.elapsed().as_secs_f64());
-    Ok(Json(
-        json!({"accepted": accepted, "rejected": rejected, "last_seq": last_seq}),
-    ))
+    Ok(Json(json!({
+        "accepted": accepted,
+        "duplicates": duplicates,
+        "rejected": rejected,
+        "last_seq": last_seq
+    })))
 }
 
 /// Query of `GET /api/v1/events`.
