@@ -42,6 +42,10 @@ enum Command {
     Import(commands::import::ImportArgs),
     /// Export what the token may see as a blocklist, RPZ zone, Suricata rules, STIX, CSV, JSON or MISP feed.
     Export(commands::export::ExportArgs),
+    /// Run a sinkhole sensor: HTTP / raw TCP / DNS capture, on-disk spool, forwarding to a server.
+    Sinkhole(threatfeed_sensor::sinkhole::SinkholeArgs),
+    /// Simulate bot populations talking HTTP / TCP / DNS to a sinkhole.
+    Simulate(threatfeed_sensor::simulate::SimulateArgs),
     /// Ask a running server whether IPs, networks, domains, URLs or hashes are known-bad.
     Lookup(commands::lookup::LookupArgs),
     /// The IP → ASN / country table: import a newer snapshot, look addresses up.
@@ -74,6 +78,8 @@ fn main() -> ExitCode {
             Command::Lookup(a) => commands::lookup::run(a).await,
             Command::Import(a) => commands::import::run(a).await,
             Command::Export(a) => commands::export::run(a).await,
+            Command::Sinkhole(a) => commands::sinkhole::run(a).await,
+            Command::Simulate(a) => threatfeed_sensor::simulate::run(a).await,
             Command::Bench(c) => bench::run(c).await,
         }
     });

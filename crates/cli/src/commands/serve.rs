@@ -24,6 +24,9 @@ pub struct ServeArgs {
     /// Start without the bundled threat knowledge base and C2 indicator lists.
     #[arg(long = "no-default-kb")]
     pub no_default_kb: bool,
+    /// Also run a sinkhole and a bot simulator feeding it, in this process: a live feed at once.
+    #[arg(long)]
+    pub demo: bool,
     /// Log format: text or json.
     #[arg(
         long = "log-format",
@@ -33,7 +36,8 @@ pub struct ServeArgs {
     pub log_format: String,
 }
 
-fn init_tracing(format: &str) {
+/// Logs to stderr (`THREATFEED_LOG` filter; `json` or text).
+pub fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("THREATFEED_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -49,7 +53,8 @@ fn init_tracing(format: &str) {
 /// Installs the SIGINT / SIGTERM handlers now (before the server announces itself, so a signal
 /// that arrives right after start-up still means "shut down gracefully") and returns the future
 /// that resolves on the first of them.
-fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+/// Resolves on SIGINT or SIGTERM.
+pub fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -91,8 +96,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let config = raw.validate()?;
     let listen = config.listen;
+    let data_dir = config.data_dir.clone();
     let env_token = std::env::var("THREATFEED_ADMIN_TOKEN").ok();
     let server = tokio::task::block_in_place(|| Server::open(config, env_token.as_deref()))?;
+    let created_admin = match &server.admin {
+        AdminBootstrap::Created { token, .. } => Some(token.clone()),
+        _ => None,
+    };
     match &server.admin {
         AdminBootstrap::Created { token, path } => {
             println!(
@@ -112,5 +122,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let local = listener.local_addr().context("listener address")?;
     tracing::info!(%local, "threatfeed listening");
     println!("listening on http://{local}");
+    if !args.demo {
+        return server.serve(listener, stop).await;
+    }
+    // The demo starts once the server answers; at shutdown it stops before the server, so the
+    // sinkhole can hand over what it still holds.
+    let demo = tokio::spawn(crate::commands::demo::start(
+        format!("http://{local}"),
+        data_dir,
+        created_admin,
+    ));
+    let stop = async move {
+        stop.await;
+        match demo.await {
+            Ok(Ok(d)) => d.shutdown().await,
+            Ok(Err(e)) => tracing::warn!(error = %e, "the demo did not start"),
+            Err(e) => tracing::warn!(error = %e, "the demo task failed"),
+        }
+    };
     server.serve(listener, stop).await
 }
