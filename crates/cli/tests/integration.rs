@@ -7,6 +7,7 @@ mod integration {
     pub mod support;
 
     mod auth;
+    mod behaviour;
     mod cli;
     mod crash;
     mod export;

@@ -59,6 +59,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
+    /// Behaviour learned from the log, and unclassified clusters (`behaviour`).
+    pub behaviour: Arc<crate::behaviour::Behaviour>,
 }
 
 /// The bundled request-pattern rules (unless `default_kb` is off), then the configured file's.
@@ -242,6 +244,10 @@ pub fn router(state: AppState) -> Router {
             "/threats/{id}",
             get(routes::threats::get).put(routes::threats::put),
         )
+        // behaviour: observed behaviour and unclassified clusters.
+        .route("/threats/{id}/behaviour", get(routes::threats::behaviour))
+        .route("/clusters", get(routes::clusters::list))
+        .route("/clusters/{id}/promote", post(routes::clusters::promote))
         .fallback(api_not_found)
         .layer(DefaultBodyLimit::max(body_limit));
     use routes::taxii;
@@ -335,6 +341,10 @@ impl Server {
                 })?;
         }
         let rules = load_rules(&config)?;
+        // behaviour: rules of promoted clusters, after the configured ones.
+        let promotions =
+            crate::behaviour::load_promotions(&state).context("loading promoted clusters")?;
+        let rules = crate::behaviour::with_promoted_rules(rules, &promotions);
         tracing::info!(rules = rules.len(), "request-pattern rules loaded");
         let (geo, source) = load_geo(&config)?;
         tracing::info!(source, stats = ?geo.stats(), "geo table loaded");
@@ -363,6 +373,7 @@ impl Server {
             kb_lock: Arc::new(std::sync::Mutex::new(())),
             metrics,
             shutdown: CancellationToken::new(),
+            behaviour: Arc::new(crate::behaviour::Behaviour::new(&promotions)),
         };
         Ok(Server {
             state,
@@ -385,6 +396,11 @@ impl Server {
         let state = self.state.clone();
         let app = router(state.clone());
         let background = spawn_background(state.clone());
+        // behaviour: replay the log, then follow it, until shutdown.
+        let learner = state
+            .behaviour
+            .spawn(state.log.clone(), state.shutdown.clone())
+            .context("starting the behaviour learner")?;
         let shutdown = state.shutdown.clone();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             stop.await;
@@ -393,6 +409,8 @@ impl Server {
         });
         serve.await.context("http server")?;
         background.abort();
+        // behaviour: the learner stops within one poll of the shutdown signal.
+        let _ = tokio::task::spawn_blocking(move || learner.join()).await;
         state.committer.stop().await;
         let threads = self.threads;
         tokio::task::spawn_blocking(move || threads.join())

@@ -6,10 +6,12 @@
 //! privacy check in `threatfeed_core::privacy`.
 //!
 //! [`app`] wires it together; [`config`] is the validated configuration; [`error`] is the one
-//! error table; [`telemetry`] names every metric.
+//! error table; [`telemetry`] names every metric; [`behaviour`] learns each threat's observed
+//! behaviour and the clusters of unclassified check-ins from the log.
 
 pub mod app;
 pub mod auth;
+pub mod behaviour;
 pub mod config;
 pub mod error;
 pub mod hub;

@@ -26,7 +26,8 @@ pub struct Enricher {
     geo: ArcSwap<GeoDb>,
     kb: Arc<ArcSwap<KnowledgeBase>>,
     indicators: Arc<ArcSwap<IndicatorIndex>>,
-    rules: RuleSet,
+    /// Swapped whole when an admin promotes a cluster (`routes::clusters`).
+    rules: ArcSwap<RuleSet>,
 }
 
 impl Enricher {
@@ -42,13 +43,18 @@ impl Enricher {
             geo: ArcSwap::from_pointee(geo),
             kb,
             indicators,
-            rules,
+            rules: ArcSwap::from_pointee(rules),
         }
     }
 
     /// The request-pattern rules in use.
-    pub fn rules(&self) -> &RuleSet {
-        &self.rules
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules.load_full()
+    }
+
+    /// Replaces the request-pattern rules atomically (ingest never waits).
+    pub fn swap_rules(&self, rules: RuleSet) {
+        self.rules.store(Arc::new(rules));
     }
 
     /// Replaces the geo table.
@@ -61,6 +67,7 @@ impl Enricher {
         let geo = self.geo.load();
         let kb = self.kb.load();
         let indicators = self.indicators.load();
+        let rules = self.rules.load();
         for e in events {
             let info = geo.lookup(e.src_ip);
             e.asn = info.asn;
@@ -78,7 +85,7 @@ impl Enricher {
                     e.family = Some(threat.clone());
                     e.threat_id = Some(threat);
                     e.classified_by = Some(format!("indicator:{matched}"));
-                } else if let Some(rule) = self.rules.classify(&Request::from_event(e)) {
+                } else if let Some(rule) = rules.classify(&Request::from_event(e)) {
                     let threat = kb
                         .get(&rule.threat)
                         .map_or_else(|| rule.threat.clone(), |t| t.id.clone());

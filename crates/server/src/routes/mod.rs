@@ -11,8 +11,11 @@
 //! - [`lookup`] — known-bad lookups, single and batch (`/api/v1/lookup`);
 //! - [`export`] — blocklists, RPZ, Suricata, STIX, CSV, JSON, MISP feed (`/api/v1/export`);
 //! - [`taxii`] — the TAXII 2.1 server (`/taxii2/`);
-//! - [`ops`] — `/healthz`, `/metrics`, admin operations.
+//! - [`ops`] — `/healthz`, `/metrics`, admin operations;
+//! - [`clusters`] — unclassified check-ins grouped by pattern, and their promotion to a threat
+//!   (`/api/v1/clusters`).
 
+pub mod clusters;
 pub mod events;
 pub mod export;
 pub mod import;

@@ -72,23 +72,48 @@ pub async fn list(State(state): State<AppState>, _caller: Caller) -> Json<Value>
 
 /// `GET /api/v1/rules`: the request-pattern rules classification uses, in order.
 pub async fn rules(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
-    let rules: Vec<&threatfeed_core::rules::Rule> = state.enricher.rules().rules().collect();
+    let set = state.enricher.rules();
+    let rules: Vec<&threatfeed_core::rules::Rule> = set.rules().collect();
     Json(json!({ "count": rules.len(), "rules": rules }))
 }
 
-/// `GET /api/v1/threats/{id}`: one threat with its playbook.
+/// `GET /api/v1/threats/{id}`: one threat with its playbook, and its `observed_behaviour`
+/// (aggregates learned from the log: shown to every member, it names no victim).
 pub async fn get(
     State(state): State<AppState>,
     _caller: Caller,
     Path(key): Path<String>,
-) -> ApiResult<Json<Threat>> {
-    state
+) -> ApiResult<Json<Value>> {
+    let threat =
+        state.kb.load().get(&key).cloned().ok_or_else(|| {
+            ApiError::NotFound(format!("no threat with id, name or alias {key:?}"))
+        })?;
+    let mut v = serde_json::to_value(&threat).map_err(|e| ApiError::internal("encoding", e))?;
+    if let Value::Object(o) = &mut v {
+        o.insert(
+            OBSERVED.to_string(),
+            crate::behaviour::observed(&state, &threat.id),
+        );
+    }
+    Ok(Json(v))
+}
+
+/// Name of the learned-behaviour member of a threat's answer (ignored when a threat is PUT back).
+pub const OBSERVED: &str = "observed_behaviour";
+
+/// `GET /api/v1/threats/{id}/behaviour`: just the threat's observed behaviour.
+pub async fn behaviour(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(key): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = state
         .kb
         .load()
         .get(&key)
-        .cloned()
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no threat with id, name or alias {key:?}")))
+        .map(|t| t.id.clone())
+        .ok_or_else(|| ApiError::NotFound(format!("no threat with id, name or alias {key:?}")))?;
+    Ok(Json(crate::behaviour::observed(&state, &id)))
 }
 
 /// `PUT /api/v1/threats/{id}`: create or replace a threat (admin).
@@ -100,7 +125,13 @@ pub async fn put(
     body: Bytes,
 ) -> ApiResult<Json<Threat>> {
     caller.require_admin()?;
-    let threat: Threat = json_body(&headers, &body)?;
+    let mut raw: Value = json_body(&headers, &body)?;
+    // A threat as GET answers it carries its learned behaviour; that is not part of the threat.
+    if let Value::Object(o) = &mut raw {
+        o.remove(OBSERVED);
+    }
+    let threat: Threat = serde_json::from_value(raw)
+        .map_err(|e| ApiError::BadRequest(format!("invalid json body: {e}")))?;
     if threat.id != id {
         return Err(ApiError::Unprocessable(format!(
             "the body's id {:?} does not match the path's {id:?}",
