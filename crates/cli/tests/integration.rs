@@ -17,6 +17,7 @@ mod integration {
     mod lookup;
     mod ops;
     mod reports;
+    mod sinkhole;
     mod stream;
     mod taxii;
     mod threats;

@@ -40,8 +40,9 @@ pub struct Spool {
     full: AtomicBool,
     /// Wakes the forwarder when something was appended.
     appended: tokio::sync::watch::Sender<u64>,
-    /// Serialises state-file writes.
-    state_lock: std::sync::Mutex<()>,
+    /// Serialises appends, state-file writes and trims: a trim keeps the newest
+    /// `last_seq - acked` records, which is only right while nothing is appended meanwhile.
+    lock: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Spool {
@@ -99,7 +100,7 @@ impl Spool {
             max_bytes,
             full: AtomicBool::new(false),
             appended,
-            state_lock: std::sync::Mutex::new(()),
+            lock: std::sync::Mutex::new(()),
         };
         spool.trim()?;
         let st = spool.stats();
@@ -177,7 +178,10 @@ impl Spool {
             })
             .collect();
         let refs: Vec<(i64, &[u8])> = encoded.iter().map(|(t, d)| (*t, d.as_slice())).collect();
-        let first = self.log.append(&refs).context("writing to the spool")?;
+        let first = {
+            let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.log.append(&refs).context("writing to the spool")?
+        };
         let last = first + refs.len() as u64 - 1;
         self.appended.send_replace(last);
         metrics::counter!("threatfeed_sinkhole_spooled_total").increment(refs.len() as u64);
@@ -197,7 +201,7 @@ impl Spool {
     /// Records that the server acknowledged everything up to `seq` (persisted before the
     /// events are removed).
     pub fn ack(&self, seq: u64) -> anyhow::Result<()> {
-        let _g = self.state_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let seq = seq.min(self.log.last_seq());
         if seq <= self.acked() {
             return Ok(());
@@ -217,7 +221,7 @@ impl Spool {
         Ok(())
     }
 
-    /// Removes acknowledged events.
+    /// Removes acknowledged events (the caller holds `lock`, or nothing else runs yet).
     fn trim(&self) -> anyhow::Result<()> {
         let keep = self.log.last_seq().saturating_sub(self.acked());
         let policy = Retention {
@@ -281,6 +285,38 @@ mod tests {
         // New events continue the seqs.
         s.append(&[ev(4)]).expect("append");
         assert_eq!(s.stats().last_seq, 4);
+    }
+
+    #[test]
+    fn acknowledging_while_appending_never_removes_an_unacknowledged_event() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Spool::open(dir.path(), 1 << 30).expect("open");
+        let writer = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for _ in 0..200 {
+                    s.append(&[ev(1), ev(2)]).expect("append");
+                }
+            })
+        };
+        // Acknowledge whatever is there, repeatedly, while the writer appends.
+        let mut seen = Vec::new();
+        while seen.len() < 400 {
+            let p = s.pending(64).expect("pending");
+            if let Some(last) = p.last().map(|r| r.seq) {
+                seen.extend(p.iter().map(|r| r.seq));
+                s.ack(last).expect("ack");
+            }
+            if writer.is_finished() && s.stats().pending == 0 {
+                break;
+            }
+        }
+        writer.join().expect("writer");
+        assert_eq!(
+            seen,
+            (1..=400).collect::<Vec<u64>>(),
+            "every event read once, in order"
+        );
     }
 
     #[test]

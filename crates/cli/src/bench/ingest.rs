@@ -1276,20 +1276,20 @@ fn parse_marker(data: &str, marker: &str) -> Option<u64> {
 
 /// One dispatched Server-Sent Events message.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct SseMessage {
+pub(crate) struct SseMessage {
     /// The last event id seen on the stream (it carries over to later messages).
     id: Option<String>,
     /// The `event:` type, if one was given.
     event: Option<String>,
     /// The `data:` lines, joined with `\n`.
-    data: String,
+    pub(crate) data: String,
 }
 
 /// An incremental Server-Sent Events parser (WHATWG HTML, "event stream interpretation"):
 /// lines end in CRLF, LF or CR, in any chunking; `:` starts a comment; a blank line dispatches
 /// the message when it has data.
 #[derive(Debug, Default)]
-struct SseParser {
+pub(crate) struct SseParser {
     /// A line not yet terminated.
     line: Vec<u8>,
     /// The last byte fed was a CR: an LF right after it ends nothing.
@@ -1302,7 +1302,7 @@ struct SseParser {
 
 impl SseParser {
     /// Feeds one chunk; complete messages are appended to `out`.
-    fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseMessage>) {
+    pub(crate) fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseMessage>) {
         let mut i = 0;
         if self.after_cr && !chunk.is_empty() {
             self.after_cr = false;

@@ -4,10 +4,13 @@
 //!   with K scoped SSE subscribers, server peak RSS;
 //! - `bench lookup` — in-process indicator lookups per second and memory per indicator;
 //! - `bench store` — the two embedded log engines (redb, fjall) on our event shape;
+//! - `bench sinkhole` — the sinkhole end to end: capture rate (HTTP, DNS), spool drain after an
+//!   outage, capture → subscriber latency;
 //! - `bench taxii` — TAXII 2.1 pages over a large Indicators collection: objects/s, page latency.
 
 pub mod ingest;
 pub mod lookup;
+pub mod sinkhole;
 pub mod taxii;
 
 use std::path::PathBuf;
@@ -19,6 +22,8 @@ pub enum BenchCommand {
     Ingest(ingest::IngestBenchArgs),
     /// In-process indicator lookups over the bundled lists plus N synthetic indicators.
     Lookup(lookup::LookupBenchArgs),
+    /// The sinkhole end to end: capture and forwarding rates, spool drain, capture → subscriber latency.
+    Sinkhole(sinkhole::SinkholeBenchArgs),
     /// TAXII 2.1 paging over a large Indicators collection (objects/s, page p50 / p99).
     Taxii(taxii::TaxiiBenchArgs),
     /// Compare the embedded log engines on appends, reads and reopen.
@@ -44,6 +49,10 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Lookup(args) => {
             let v = tokio::task::spawn_blocking(move || lookup::run(args)).await??;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        BenchCommand::Sinkhole(args) => {
+            let v = sinkhole::run(args).await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         BenchCommand::Taxii(args) => {

@@ -11,8 +11,6 @@
 
 use anyhow::Context;
 use serde_json::json;
-use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use threatfeed_sensor::config::{DnsConfig, HttpConfig, SinkholeConfig, TcpConfig};
@@ -33,43 +31,6 @@ impl Demo {
             tracing::warn!(error = %e, "demo sinkhole shutdown");
         }
     }
-}
-
-/// The top-level domains of the bundled C2 lists' names.
-fn bundled_tlds() -> Vec<String> {
-    let mut tlds = BTreeSet::new();
-    for (_, gz) in threatfeed_core::intel::BUNDLED_LISTS {
-        let mut text = String::new();
-        if flate2::read::GzDecoder::new(*gz)
-            .read_to_string(&mut text)
-            .is_err()
-        {
-            continue;
-        }
-        let report =
-            threatfeed_core::import::parse(threatfeed_core::import::Format::Maltrail, &text, None);
-        for i in report.indicators {
-            let host = match i.kind {
-                threatfeed_core::indicator::IndicatorKind::Domain => i.value.clone(),
-                threatfeed_core::indicator::IndicatorKind::Url => i
-                    .value
-                    .split("://")
-                    .nth(1)
-                    .and_then(|r| r.split(['/', ':', '?']).next())
-                    .unwrap_or("")
-                    .to_string(),
-                _ => continue,
-            };
-            if let Some(tld) = host.rsplit('.').next()
-                && !tld.is_empty()
-                && tld.parse::<u8>().is_err()
-                && tld.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            {
-                tlds.insert(tld.to_string());
-            }
-        }
-    }
-    tlds.into_iter().collect()
 }
 
 /// The admin token of the data directory.
@@ -141,7 +102,7 @@ pub async fn start(
 ) -> anyhow::Result<Demo> {
     let admin = admin_token(&data_dir, created_admin.as_deref())?;
     let token = sensor_token(&base, &admin, &data_dir).await?;
-    let zones = tokio::task::spawn_blocking(bundled_tlds).await?;
+    let zones = tokio::task::spawn_blocking(threatfeed_sensor::simulate::c2_zones).await?;
     let any = "127.0.0.1:0".parse().context("address")?;
     let cfg = SinkholeConfig {
         sensor: "demo-sinkhole".into(),

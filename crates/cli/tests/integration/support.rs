@@ -49,10 +49,16 @@ impl Server {
         env_admin: bool,
     ) -> Server {
         std::fs::create_dir_all(dir).expect("data dir");
+        // A fixed address may be asked for with THREATFEED_LISTEN (a server restarted where its
+        // clients expect it).
+        let listen = env
+            .iter()
+            .find(|(k, _)| *k == "THREATFEED_LISTEN")
+            .map_or("127.0.0.1:0", |(_, v)| *v);
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--data-dir")
             .arg(dir);
         if let Some(text) = config {

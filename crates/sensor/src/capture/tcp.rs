@@ -60,6 +60,9 @@ async fn connection(
     // Where the data starts (after a PROXY header); None while that is undecided.
     let mut data_start = if trusted { None } else { Some(0) };
     let mut source = (peer.ip(), Some(peer.port()));
+    // The address the client originally connected to (a PROXY header's destination: the
+    // seized C2 address whose traffic the proxy hands to this listener).
+    let mut original_dst: Option<std::net::SocketAddr> = None;
     let mut eof = false;
     loop {
         if let Some(start) = data_start
@@ -85,8 +88,9 @@ async fn connection(
             match scan_proxy_v1(&buf[..filled]) {
                 ProxyScan::Absent => data_start = Some(0),
                 ProxyScan::Header(h, len) => {
-                    if let ProxyV1::Tcp { src, .. } = h {
+                    if let ProxyV1::Tcp { src, dst } = h {
                         source = (src.ip(), Some(src.port()));
+                        original_dst = Some(dst);
                     }
                     data_start = Some(len);
                 }
@@ -110,6 +114,10 @@ async fn connection(
     let start = data_start.unwrap_or(0).min(filled);
     let data = &buf[start..filled.min(start + limit)];
     let mut e = ctx.event(&shared.proto, source.0, source.1, local);
+    if let Some(dst) = original_dst {
+        e.dst_ip = Some(threatfeed_core::canon::fold_ip(dst.ip()));
+        e.dst_port = Some(dst.port());
+    }
     e.details = Some(serde_json::json!({
         "first_bytes": hex::encode(data),
         "length": data.len(),

@@ -634,3 +634,39 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(&summary)?);
     Ok(())
 }
+
+/// The zones a sinkhole must be authoritative for so that every C2 name the simulator uses
+/// resolves to it: the top-level domains of the bundled C2 lists' names.
+pub fn c2_zones() -> Vec<String> {
+    let mut tlds = std::collections::BTreeSet::new();
+    for (_, gz) in threatfeed_core::intel::BUNDLED_LISTS {
+        let mut text = String::new();
+        if std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(*gz), &mut text).is_err()
+        {
+            continue;
+        }
+        let report =
+            threatfeed_core::import::parse(threatfeed_core::import::Format::Maltrail, &text, None);
+        for i in report.indicators {
+            let host = match i.kind {
+                threatfeed_core::indicator::IndicatorKind::Domain => i.value.clone(),
+                threatfeed_core::indicator::IndicatorKind::Url => i
+                    .value
+                    .split("://")
+                    .nth(1)
+                    .and_then(|r| r.split(['/', ':', '?']).next())
+                    .unwrap_or("")
+                    .to_string(),
+                _ => continue,
+            };
+            if let Some(tld) = host.rsplit('.').next()
+                && !tld.is_empty()
+                && tld.parse::<u8>().is_err()
+                && tld.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                tlds.insert(tld.to_string());
+            }
+        }
+    }
+    tlds.into_iter().collect()
+}
