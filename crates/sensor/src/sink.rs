@@ -5,13 +5,17 @@
 //! up to `batch_max` events, or what arrived within `flush` of the first — and writes it to the
 //! spool in one durable commit. A full queue drops the event, counts it in
 //! `threatfeed_sinkhole_dropped_total` and logs it (once per episode).
+//!
+//! [`Sink::send_durable`] also returns a receiver that resolves once the event is in the spool
+//! (`true`) or could not be kept (`false`): the listeners answer a client only then, so a
+//! check-in the sinkhole has answered survives a kill -9.
 
 use crate::spool::Spool;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use threatfeed_core::Event;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Events queued in memory before the writer (beyond it, check-ins are dropped).
 const QUEUE: usize = 100_000;
@@ -19,7 +23,7 @@ const QUEUE: usize = 100_000;
 /// Where the listeners put captured events.
 #[derive(Debug, Clone)]
 pub struct Sink {
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<(Event, Option<oneshot::Sender<bool>>)>,
     full: Arc<AtomicBool>,
 }
 
@@ -27,7 +31,18 @@ impl Sink {
     /// Queues a captured event (never waits). `false`: the queue is full and the event was
     /// dropped (counted and logged).
     pub fn send(&self, e: Event) -> bool {
-        match self.tx.try_send(e) {
+        self.queue(e, None)
+    }
+
+    /// Queues a captured event; the receiver tells when it is durable (`true`) or was not kept
+    /// (`false`). `None`: the queue is full and the event was dropped.
+    pub fn send_durable(&self, e: Event) -> Option<oneshot::Receiver<bool>> {
+        let (tx, rx) = oneshot::channel();
+        self.queue(e, Some(tx)).then_some(rx)
+    }
+
+    fn queue(&self, e: Event, done: Option<oneshot::Sender<bool>>) -> bool {
+        match self.tx.try_send((e, done)) {
             Ok(()) => {
                 if self.full.swap(false, Ordering::Relaxed) {
                     tracing::info!("capture queue has room again");
@@ -55,10 +70,10 @@ pub fn start(
     batch_max: usize,
     flush: Duration,
 ) -> (Sink, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<Event>(QUEUE);
+    let (tx, mut rx) = mpsc::channel::<(Event, Option<oneshot::Sender<bool>>)>(QUEUE);
     let batch_max = batch_max.max(1);
     let handle = tokio::spawn(async move {
-        let mut batch: Vec<Event> = Vec::with_capacity(batch_max);
+        let mut batch: Vec<(Event, Option<oneshot::Sender<bool>>)> = Vec::with_capacity(batch_max);
         loop {
             // Wait for the first event of a batch, then gather for up to `flush`.
             let Some(first) = rx.recv().await else {
@@ -81,12 +96,22 @@ pub fn start(
                     Ok(None) | Err(_) => break,
                 }
             }
-            let events = std::mem::take(&mut batch);
+            let (events, done): (Vec<Event>, Vec<_>) =
+                std::mem::take(&mut batch).into_iter().unzip();
             let sp = spool.clone();
-            match tokio::task::spawn_blocking(move || sp.append(&events)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "cannot write to the spool"),
-                Err(e) => tracing::error!(error = %e, "spool writer failed"),
+            let kept = match tokio::task::spawn_blocking(move || sp.append(&events)).await {
+                Ok(Ok(n)) => n > 0,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot write to the spool");
+                    false
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "spool writer failed");
+                    false
+                }
+            };
+            for d in done.into_iter().flatten() {
+                let _ = d.send(kept);
             }
         }
     });

@@ -163,7 +163,7 @@ pub async fn start(cfg: SinkholeConfig) -> anyhow::Result<Running> {
         None => None,
     };
     let (sink, writer) = crate::sink::start(spool.clone(), cfg.batch_max, cfg.flush());
-    let capture = match Capture::start(&cfg, move |e| sink.send(e)).await {
+    let capture = match Capture::start(&cfg, move |e| sink.send_durable(e)).await {
         Ok(c) => c,
         Err(e) => {
             if let Some(m) = metrics {

@@ -111,7 +111,8 @@ impl Authority {
         }
     }
 
-    /// Answers one packet (recording its questions); None = drop it (malformed, or not a query).
+    /// Answers one packet (recording its questions, whose spool acknowledgements are pushed to
+    /// `recorded`); None = drop it (malformed, or not a query).
     pub(crate) fn answer(
         &self,
         ctx: &Ctx,
@@ -119,6 +120,7 @@ impl Authority {
         peer: SocketAddr,
         local: SocketAddr,
         transport: Transport,
+        recorded: &mut Vec<super::Accepted>,
     ) -> Option<Vec<u8>> {
         let Ok(req) = Message::from_vec(packet) else {
             ctx.malformed("dns");
@@ -194,7 +196,7 @@ impl Authority {
             if answers.len() == before && authority.is_empty() {
                 authority.push(self.soa(&zone));
             }
-            self.record(ctx, &name, q.query_type(), peer, local, transport, subnet);
+            recorded.push(self.record(ctx, &name, q.query_type(), peer, local, transport, subnet));
         }
         if !any_in_zone {
             resp.set_response_code(ResponseCode::Refused);
@@ -217,7 +219,7 @@ impl Authority {
         local: SocketAddr,
         transport: Transport,
         subnet: Option<(IpAddr, u8)>,
-    ) {
+    ) -> super::Accepted {
         let ascii = name.to_ascii();
         let qname = ascii.strip_suffix('.').unwrap_or(&ascii).to_string();
         let host = canonical_host(&qname)
@@ -239,7 +241,7 @@ impl Authority {
             details["client_subnet"] = serde_json::Value::String(format!("{ip}/{prefix}"));
         }
         e.details = Some(details);
-        ctx.record(e, None);
+        ctx.record(e, None)
     }
 }
 
@@ -262,6 +264,7 @@ fn encode(mut resp: Message, req: &Message, transport: Transport) -> Option<Vec<
 
 /// Serves DNS over one UDP socket.
 pub(crate) async fn serve_udp(ctx: Arc<Ctx>, auth: Arc<Authority>, sock: tokio::net::UdpSocket) {
+    let sock = Arc::new(sock);
     let Ok(local) = sock.local_addr() else {
         return;
     };
@@ -279,8 +282,22 @@ pub(crate) async fn serve_udp(ctx: Arc<Ctx>, auth: Arc<Authority>, sock: tokio::
                 continue;
             }
         };
-        if let Some(out) = auth.answer(&ctx, &buf[..n], peer, local, Transport::Udp) {
-            let _ = sock.send_to(&out, peer).await;
+        let mut recorded = Vec::new();
+        if let Some(out) = auth.answer(&ctx, &buf[..n], peer, local, Transport::Udp, &mut recorded)
+        {
+            if recorded.is_empty() {
+                let _ = sock.send_to(&out, peer).await;
+            } else {
+                // Answer once the queries are durable in the spool, without holding up the
+                // next packets.
+                let sock = sock.clone();
+                ctx.tracker.spawn(async move {
+                    for a in recorded {
+                        a.wait().await;
+                    }
+                    let _ = sock.send_to(&out, peer).await;
+                });
+            }
         }
     }
 }
@@ -337,9 +354,13 @@ async fn tcp_connection(
         if !matches!(r, Ok(Ok(_))) {
             return;
         }
-        let Some(out) = auth.answer(&ctx, &msg, peer, local, Transport::Tcp) else {
+        let mut recorded = Vec::new();
+        let Some(out) = auth.answer(&ctx, &msg, peer, local, Transport::Tcp, &mut recorded) else {
             return;
         };
+        for a in recorded {
+            a.wait().await;
+        }
         let Ok(out_len) = u16::try_from(out.len()) else {
             return;
         };

@@ -230,7 +230,8 @@ async fn handle(
         details["headers"] = serde_json::json!({});
     }
     e.details = Some(details);
-    ctx.record(e, None);
+    // Answer only once the check-in is durable in the spool.
+    ctx.record(e, None).wait().await;
 }
 
 fn fold_local(local: SocketAddr) -> std::net::IpAddr {

@@ -33,8 +33,46 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Where captured events go: `false` = not accepted (queue full, event dropped).
-pub type SinkFn = Arc<dyn Fn(Event) -> bool + Send + Sync>;
+/// What the sink did with a captured event.
+#[derive(Debug)]
+pub enum Accepted {
+    /// Not kept (queue full, spool full, or rate-limited).
+    Dropped,
+    /// Kept.
+    Done,
+    /// Queued: the receiver says whether it became durable.
+    Pending(tokio::sync::oneshot::Receiver<bool>),
+}
+
+impl From<bool> for Accepted {
+    fn from(ok: bool) -> Accepted {
+        if ok {
+            Accepted::Done
+        } else {
+            Accepted::Dropped
+        }
+    }
+}
+
+impl From<Option<tokio::sync::oneshot::Receiver<bool>>> for Accepted {
+    fn from(rx: Option<tokio::sync::oneshot::Receiver<bool>>) -> Accepted {
+        rx.map_or(Accepted::Dropped, Accepted::Pending)
+    }
+}
+
+impl Accepted {
+    /// Waits until the event is kept or not (a sink that stopped counts as not kept).
+    pub async fn wait(self) -> bool {
+        match self {
+            Accepted::Dropped => false,
+            Accepted::Done => true,
+            Accepted::Pending(rx) => rx.await.unwrap_or(false),
+        }
+    }
+}
+
+/// Where captured events go.
+pub type SinkFn = Arc<dyn Fn(Event) -> Accepted + Send + Sync>;
 
 /// Metric names, each written once.
 pub mod metric {
@@ -148,20 +186,19 @@ impl Ctx {
 
     /// Applies the rate limit of the event's source; when allowed, classifies and records it.
     /// Returns whether it was recorded.
-    pub fn record(&self, mut e: Event, first_bytes: Option<&[u8]>) -> bool {
+    pub fn record(&self, mut e: Event, first_bytes: Option<&[u8]>) -> Accepted {
         if !self.limiter.allow(e.src_ip) {
             metrics::counter!(metric::RATE_LIMITED).increment(1);
-            return false;
+            return Accepted::Dropped;
         }
         self.classifier.classify(&mut e, first_bytes);
         let proto = e.proto.clone().unwrap_or_default();
-        if (self.sink)(e) {
+        let a = (self.sink)(e);
+        // A dropped event is counted (`threatfeed_sinkhole_dropped_total`) and logged by the sink.
+        if !matches!(a, Accepted::Dropped) {
             metrics::counter!(metric::CHECKINS, "proto" => proto).increment(1);
-            true
-        } else {
-            // The sink counts (`threatfeed_sinkhole_dropped_total`) and logs the drop.
-            false
         }
+        a
     }
 
     /// Counts a malformed request.
@@ -244,9 +281,10 @@ pub struct Capture {
 impl Capture {
     /// Binds every listener of `cfg` (validated) and starts serving; captured events go to
     /// `sink`.
-    pub async fn start<F>(cfg: &SinkholeConfig, sink: F) -> anyhow::Result<Capture>
+    pub async fn start<F, R>(cfg: &SinkholeConfig, sink: F) -> anyhow::Result<Capture>
     where
-        F: Fn(Event) -> bool + Send + Sync + 'static,
+        F: Fn(Event) -> R + Send + Sync + 'static,
+        R: Into<Accepted>,
     {
         cfg.validate()?;
         let rules = RuleSet::bundled().map_err(|e| anyhow::anyhow!("bundled rules: {e}"))?;
@@ -257,7 +295,7 @@ impl Capture {
             read_timeout: cfg.read_timeout(),
             limiter: ratelimit::RateLimiter::new(cfg.rate_per_source),
             classifier: Classifier::new(&cfg.seized, rules),
-            sink: Arc::new(sink),
+            sink: Arc::new(move |e| sink(e).into()),
             conns: Arc::new(Semaphore::new(cfg.max_connections)),
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),

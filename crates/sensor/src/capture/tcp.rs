@@ -122,5 +122,6 @@ async fn connection(
         "first_bytes": hex::encode(data),
         "length": data.len(),
     }));
-    ctx.record(e, Some(data));
+    // Close only once the check-in is durable in the spool.
+    ctx.record(e, Some(data)).wait().await;
 }

@@ -280,7 +280,12 @@ async fn tcp_records_first_bytes_and_proxy_v1_from_trusted_peers() {
     assert_eq!(e.proto.as_deref(), Some("c2-tcp"));
     assert_eq!(e.src_ip.to_string(), "203.0.113.7");
     assert_eq!(e.src_port, Some(40000));
-    assert_eq!(e.dst_port, Some(addr.port()));
+    // The PROXY header's destination is the address the client meant (the seized C2).
+    assert_eq!(
+        e.dst_ip.map(|i| i.to_string()).as_deref(),
+        Some("192.0.2.1")
+    );
+    assert_eq!(e.dst_port, Some(4444));
     let d = e.details.expect("details");
     assert_eq!(d["first_bytes"], hex::encode("HELLOWOR"));
     assert_eq!(d["length"], 8);
