@@ -71,7 +71,7 @@ impl Default for SinkholeConfig {
             spool_dir: PathBuf::from("./sinkhole-spool"),
             spool_max_bytes: 1 << 30,
             batch_max: 5000,
-            flush_ms: 20,
+            flush_ms: 2,
             metrics_listen: None,
             trusted_proxies: vec!["127.0.0.1/32".into(), "::1/128".into()],
             rate_per_source: 50,
