@@ -246,3 +246,98 @@ answer_v4 = ["127.0.0.1"]
     assert_eq!(ids.len(), events.len(), "and nothing duplicated");
     sh.stop();
 }
+
+/// The beacon interval the feed learns for a simulated family is within 10 % of the one the
+/// simulator used (bots' own jitter ±10 %, one DNS lookup every ten check-ins in between).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_learned_beacon_interval_matches_the_simulated_one() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = Server::start_with(None, &[]);
+    wait_for_indicators(&s).await;
+    let (_, sensor) = create_org(&s, "sinkhole", "sensor", json!({})).await;
+    let zones: Vec<String> = threatfeed_sensor::simulate::c2_zones();
+    let config = tmp.path().join("sinkhole.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"sensor = "beacon-sinkhole"
+server = "{}"
+token = "{sensor}"
+spool_dir = {:?}
+rate_per_source = 0
+[http]
+listen = ["127.0.0.1:0"]
+[[tcp]]
+listen = ["127.0.0.1:0"]
+[dns]
+listen = ["127.0.0.1:0"]
+zones = {}
+answer_v4 = ["127.0.0.1"]
+"#,
+            s.url(""),
+            tmp.path().join("spool"),
+            serde_json::to_string(&zones).expect("zones"),
+        ),
+    )
+    .expect("config");
+    let mut sh = Sinkhole::start(&config);
+    // njRAT beacons every 30 s; scaled to 1.2 s. 8 bots, ~10 beacons each.
+    let dir = tempfile::tempdir().expect("tmp");
+    let report = dir.path().join("report.json");
+    let out = Command::new(bin())
+        .args([
+            "simulate", "--http", &sh.http, "--tcp", &sh.tcp, "--dns", &sh.dns,
+        ])
+        .args(["--families", "njrat", "--bots", "8", "--max-checkins", "90"])
+        .args([
+            "--rate",
+            "0",
+            "--beacon-scale",
+            "0.04",
+            "--duration",
+            "60s",
+            "--seed",
+            "11",
+        ])
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .expect("simulate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
+    let mut configured: Vec<f64> = r["bots"]
+        .as_array()
+        .expect("bots")
+        .iter()
+        .map(|b| b["beacon_ms"].as_f64().expect("beacon_ms") / 1000.0)
+        .collect();
+    configured.sort_by(f64::total_cmp);
+    let want = configured[configured.len() / 2];
+    let sent = r["sent"].as_u64().expect("sent") as usize;
+    let _ = wait_for_events(&s, sent).await;
+    // The learner follows the log within a few hundred milliseconds.
+    let mut learned = None;
+    for _ in 0..50 {
+        let (_, b) = get(&s, ADMIN, "/api/v1/threats/njrat/behaviour").await;
+        if b["beacon_interval_secs"]["bots"].as_u64().unwrap_or(0) >= 6 {
+            learned = b["beacon_interval_secs"]["median"].as_f64();
+            if b["checkins"].as_u64().unwrap_or(0) as usize
+                + b["dns_queries"].as_u64().unwrap_or(0) as usize
+                >= sent
+            {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let learned = learned.expect("a learned beacon interval");
+    assert!(
+        (learned - want).abs() <= want * 0.1,
+        "learned {learned} s, simulated {want} s"
+    );
+    sh.stop();
+}
