@@ -72,3 +72,20 @@ if ! command -v suricata >/dev/null 2>&1; then
         $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t "${codename}-backports" suricata >/dev/null
     fi
 fi
+
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "installing Debian chromium (the dashboard's browser tests)" >&2
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
+browser_dir="$(dirname "$0")/../crates/cli/tests/browser"
+if [ ! -d "$browser_dir/node_modules/playwright-core" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "installing Debian nodejs and npm (the dashboard's browser tests)" >&2
+        $SUDO apt-get update -qq
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    echo "installing playwright-core from npm (no bundled browsers)" >&2
+    (cd "$browser_dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+fi

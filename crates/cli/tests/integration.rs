@@ -10,12 +10,14 @@ mod integration {
     mod behaviour;
     mod cli;
     mod crash;
+    mod dashboard;
     mod export;
     mod import;
     mod indicators;
     mod ingest;
     mod lookup;
     mod ops;
+    mod overview;
     mod reports;
     mod sinkhole;
     mod stream;

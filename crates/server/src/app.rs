@@ -61,6 +61,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Behaviour learned from the log, and unclassified clusters (`behaviour`).
     pub behaviour: Arc<crate::behaviour::Behaviour>,
+    /// overview: live aggregates of the last 24 hours for the dashboard (`overview`).
+    pub overview: Arc<crate::overview::Overview>,
 }
 
 /// The bundled request-pattern rules (unless `default_kb` is off), then the configured file's.
@@ -248,6 +250,9 @@ pub fn router(state: AppState) -> Router {
         .route("/threats/{id}/behaviour", get(routes::threats::behaviour))
         .route("/clusters", get(routes::clusters::list))
         .route("/clusters/{id}/promote", post(routes::clusters::promote))
+        // overview: the dashboard's aggregates.
+        .route("/overview", get(routes::overview::get))
+        .route("/overview/stream", get(routes::overview::stream))
         .fallback(api_not_found)
         .layer(DefaultBodyLimit::max(body_limit));
     use routes::taxii;
@@ -279,6 +284,9 @@ pub fn router(state: AppState) -> Router {
         .merge(taxii)
         .route("/healthz", get(routes::ops::healthz))
         .route("/metrics", get(routes::ops::metrics))
+        // overview: the embedded dashboard page.
+        .route("/", get(routes::dashboard::index))
+        .route("/assets/{file}", get(routes::dashboard::file))
         .fallback(api_not_found)
         .with_state(state)
 }
@@ -374,6 +382,7 @@ impl Server {
             metrics,
             shutdown: CancellationToken::new(),
             behaviour: Arc::new(crate::behaviour::Behaviour::new(&promotions)),
+            overview: Arc::new(crate::overview::Overview::new()),
         };
         Ok(Server {
             state,
@@ -401,6 +410,19 @@ impl Server {
             .behaviour
             .spawn(state.log.clone(), state.shutdown.clone())
             .context("starting the behaviour learner")?;
+        // overview: replay the last 24 h, then follow both logs, until shutdown.
+        let overview = state
+            .overview
+            .spawn(
+                crate::overview::Sources {
+                    log: state.log.clone(),
+                    changes: state.intel.changes().clone(),
+                    intel: state.intel.clone(),
+                    kb: state.kb.clone(),
+                },
+                state.shutdown.clone(),
+            )
+            .context("starting the overview")?;
         let shutdown = state.shutdown.clone();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             stop.await;
@@ -411,6 +433,8 @@ impl Server {
         background.abort();
         // behaviour: the learner stops within one poll of the shutdown signal.
         let _ = tokio::task::spawn_blocking(move || learner.join()).await;
+        // overview: stops within one poll of the shutdown signal.
+        let _ = tokio::task::spawn_blocking(move || overview.join()).await;
         state.committer.stop().await;
         let threads = self.threads;
         tokio::task::spawn_blocking(move || threads.join())

@@ -39,6 +39,9 @@ pub struct RawConfig {
     /// A request-pattern rules file (format of `data/kb/rules.toml`), used after the bundled
     /// rules.
     pub rules_file: Option<PathBuf>,
+    /// Whether `/api/v1/overview` and its stream (address-free aggregates) need no token
+    /// (default true); false: any valid token.
+    pub dashboard_public_overview: Option<bool>,
 }
 
 /// `[indicators]`.
@@ -148,6 +151,8 @@ pub struct Config {
     pub indicator_sweep_secs: u64,
     /// Extra request-pattern rules.
     pub rules_file: Option<PathBuf>,
+    /// Whether the dashboard's overview is served without a token.
+    pub dashboard_public_overview: bool,
 }
 
 /// Parses a duration such as `30d`, `12h`, `15m`, `90s`; `off` is `None`.
@@ -377,6 +382,7 @@ impl RawConfig {
             )?,
             geo_snapshot: self.geo.snapshot,
             default_kb: self.default_kb.unwrap_or(true),
+            dashboard_public_overview: self.dashboard_public_overview.unwrap_or(true),
         })
     }
 }
@@ -396,6 +402,12 @@ mod tests {
             cfg.retention.max_age_secs,
             Some(defaults::MAX_AGE_DAYS * 86_400)
         );
+        assert!(cfg.dashboard_public_overview);
+        let closed = RawConfig::from_toml("dashboard_public_overview = false")
+            .expect("toml")
+            .validate()
+            .expect("valid");
+        assert!(!closed.dashboard_public_overview);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //!
 //! [`app`] wires it together; [`config`] is the validated configuration; [`error`] is the one
 //! error table; [`telemetry`] names every metric; [`behaviour`] learns each threat's observed
-//! behaviour and the clusters of unclassified check-ins from the log.
+//! behaviour and the clusters of unclassified check-ins from the log; [`overview`] keeps the
+//! address-free aggregates of the last 24 hours behind the public dashboard.
 
 pub mod app;
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod hub;
 pub mod indicators;
+pub mod overview;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod routes;

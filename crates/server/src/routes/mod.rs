@@ -13,9 +13,12 @@
 //! - [`taxii`] — the TAXII 2.1 server (`/taxii2/`);
 //! - [`ops`] — `/healthz`, `/metrics`, admin operations;
 //! - [`clusters`] — unclassified check-ins grouped by pattern, and their promotion to a threat
-//!   (`/api/v1/clusters`).
+//!   (`/api/v1/clusters`);
+//! - [`dashboard`] — the embedded dashboard page (`/`, `/assets/app.js`, `/assets/app.css`);
+//! - [`overview`] — the address-free aggregates behind it (`/api/v1/overview`, `…/stream`).
 
 pub mod clusters;
+pub mod dashboard;
 pub mod events;
 pub mod export;
 pub mod import;
@@ -23,6 +26,7 @@ pub mod indicators;
 pub mod lookup;
 pub mod ops;
 pub mod orgs;
+pub mod overview;
 pub mod reports;
 pub mod stream;
 pub mod taxii;
