@@ -479,11 +479,9 @@ async fn simulate_beacons_keep_their_interval() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulate_rate_limit_max_checkins_and_failures() {
-    // A port nobody listens on: every check-in fails, none is fatal.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    // A port nobody listens on (a privileged one no test binds: an ephemeral port freed here
+    // could be taken by a listener of a concurrent test): every check-in fails, none is fatal.
+    let closed: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
     let cfg = SimConfig {
         http: Some(closed),
         bots: 10,
