@@ -253,6 +253,7 @@ pub fn router(state: AppState) -> Router {
         // overview: the dashboard's aggregates.
         .route("/overview", get(routes::overview::get))
         .route("/overview/stream", get(routes::overview::stream))
+        .route("/sensors", get(routes::overview::sensors))
         .fallback(api_not_found)
         .layer(DefaultBodyLimit::max(body_limit));
     use routes::taxii;

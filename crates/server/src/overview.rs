@@ -490,6 +490,20 @@ pub struct EventFields {
     /// `dns-query` for resolvers.
     #[serde(default)]
     pub observation: Option<String>,
+    /// The sensor that saw it.
+    #[serde(default)]
+    pub sensor: Option<String>,
+}
+
+/// Sensors tracked at most (the least recently heard from is forgotten first).
+pub const MAX_SENSORS: usize = 1024;
+
+/// What one sensor sent in the window.
+#[derive(Debug, Clone, Default)]
+struct SensorStats {
+    last_ms: i64,
+    checkins: HourRing,
+    dns: HourRing,
 }
 
 /// A recent change of a TLP:CLEAR indicator.
@@ -536,6 +550,7 @@ pub struct Aggregates {
     added: HourRing,
     removed: HourRing,
     recent: VecDeque<Recent>,
+    sensors: std::collections::HashMap<String, SensorStats>,
     pruned_hour: i64,
     /// The last event seq folded in.
     pub last_seq: u64,
@@ -564,6 +579,7 @@ impl Aggregates {
             added: HourRing::default(),
             removed: HourRing::default(),
             recent: VecDeque::with_capacity(RECENT + 1),
+            sensors: std::collections::HashMap::new(),
             pruned_hour: i64::MIN,
             last_seq: 0,
             change_seq: 0,
@@ -582,10 +598,50 @@ impl Aggregates {
         self.asns.prune(hour);
     }
 
+    /// Per sensor (by the events' `sensor` name): when it was last heard from and what it sent
+    /// in the window; most recently heard from first.
+    pub fn sensors(&self, now_ms: i64) -> Vec<Value> {
+        let hour = hour_of(now_ms);
+        let from = oldest_hour(hour);
+        let mut rows: Vec<(&String, &SensorStats)> = self.sensors.iter().collect();
+        rows.sort_by(|a, b| b.1.last_ms.cmp(&a.1.last_ms).then(a.0.cmp(b.0)));
+        rows.into_iter()
+            .map(|(name, s)| {
+                json!({
+                    "sensor": name,
+                    "last_event": iso(s.last_ms),
+                    "idle_secs": (now_ms - s.last_ms).max(0) / 1000,
+                    "checkins_24h": s.checkins.sum(from, hour),
+                    "dns_queries_24h": s.dns.sum(from, hour),
+                })
+            })
+            .collect()
+    }
+
     /// Counts one event received at `received_ms`.
     pub fn observe_event(&mut self, received_ms: i64, e: &EventFields) {
         let hour = hour_of(received_ms);
         self.prune_to(hour);
+        if let Some(name) = e.sensor.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            let name = truncate(name, MAX_TEXT);
+            if !self.sensors.contains_key(name) && self.sensors.len() >= MAX_SENSORS {
+                let oldest = self
+                    .sensors
+                    .iter()
+                    .min_by_key(|(_, s)| s.last_ms)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    self.sensors.remove(&k);
+                }
+            }
+            let st = self.sensors.entry(name.to_string()).or_default();
+            st.last_ms = st.last_ms.max(received_ms);
+            if e.observation.as_deref() == Some("dns-query") {
+                st.dns.add(hour, 1);
+            } else {
+                st.checkins.add(hour, 1);
+            }
+        }
         if e.observation.as_deref() == Some("dns-query") {
             self.dns.add(hour, 1);
             return;

@@ -121,6 +121,15 @@ try {
     null,
     { timeout: 15000 },
   );
+  // The sensors' health: the test's events come from sensor "test".
+  await page.waitForFunction(
+    () =>
+      [...document.querySelectorAll("#admin-sensor-activity tbody th")].some(
+        (th) => th.textContent.trim() === "test",
+      ),
+    null,
+    { timeout: 15000 },
+  );
   const revokes = () => page.locator('[data-testid^="revoke-"]').count();
   const n0 = await revokes();
   await page.click("#admin-create-token");

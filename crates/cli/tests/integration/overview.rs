@@ -265,6 +265,22 @@ async fn dashboard_assets_and_public_overview_match_posted_events_without_addres
             "{ip} leaked into the stream"
         );
     }
+
+    // The sensors' health (admin only): the one sensor of these events, its counts.
+    let (st, v) = get(&s, ADMIN, "/api/v1/sensors").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let sensors = v["sensors"].as_array().expect("sensors");
+    assert_eq!(sensors.len(), 1, "{v}");
+    assert_eq!(sensors[0]["sensor"], "test");
+    assert_eq!(sensors[0]["checkins_24h"].as_u64(), Some(checkins), "{v}");
+    assert_eq!(sensors[0]["dns_queries_24h"].as_u64(), Some(dns), "{v}");
+    assert!(
+        sensors[0]["idle_secs"].as_u64().is_some_and(|s| s < 120),
+        "{v}"
+    );
+    let (_, member) = create_org(&s, "An ISP", "isp", json!({"asns": [64500]})).await;
+    let (st, _) = get(&s, &member, "/api/v1/sensors").await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]

@@ -27,6 +27,19 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     state.auth.authenticate(headers).map(|_| ())
 }
 
+/// `GET /api/v1/sensors` (admin): per sensor name seen on events in the last 24 hours, when it
+/// was last heard from (`last_event`, `idle_secs`) and how many check-ins and DNS queries it
+/// sent — the sensors' health at a glance.
+pub async fn sensors(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    caller.require_admin()?;
+    let now = jiff::Timestamp::now().as_millisecond();
+    let list = state.overview.with(|a| a.sensors(now));
+    Ok(axum::Json(serde_json::json!({ "sensors": list })))
+}
+
 /// `GET /api/v1/overview`.
 pub async fn get(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     authorize(&state, &headers)?;
