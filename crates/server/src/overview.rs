@@ -980,7 +980,33 @@ mod tests {
             as_name: Some(format!("AS-{asn}")),
             threat_id: Some(threat.into()),
             observation: None,
+            sensor: Some(format!("sensor-{}", asn % 2)),
         }
+    }
+
+    #[test]
+    fn sensors_report_their_last_event_and_window_counts() {
+        let mut a = Aggregates::new();
+        a.observe_event(T0, &fields("192.0.2.1", "NL", 1, "emotet"));
+        a.observe_event(T0 + 5_000, &fields("192.0.2.2", "NL", 3, "emotet"));
+        let mut dns = fields("192.0.2.3", "NL", 2, "emotet");
+        dns.observation = Some("dns-query".into());
+        a.observe_event(T0 + 1_000, &dns);
+        let rows = a.sensors(T0 + 10_000);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[0]["sensor"], "sensor-1",
+            "most recently heard from first"
+        );
+        assert_eq!(rows[0]["checkins_24h"], 2);
+        assert_eq!(rows[0]["idle_secs"], 5);
+        assert_eq!(rows[1]["sensor"], "sensor-0");
+        assert_eq!(rows[1]["dns_queries_24h"], 1);
+        assert_eq!(rows[1]["checkins_24h"], 0);
+        // A day later the counts have left the window; the last event stays known.
+        let later = a.sensors(T0 + WINDOW_MS + HOUR_MS);
+        assert_eq!(later[0]["checkins_24h"], 0);
+        assert!(later[0]["last_event"].is_string());
     }
 
     #[test]
