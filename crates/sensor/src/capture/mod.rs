@@ -143,6 +143,30 @@ impl Classifier {
     }
 }
 
+/// Binds UDP and TCP on the same port of `addr`. With port 0, the TCP port the UDP socket was
+/// given may already be taken by another program's TCP socket: then both are tried again on
+/// another ephemeral port (a few times).
+async fn bind_dns_pair(
+    addr: SocketAddr,
+) -> anyhow::Result<(tokio::net::UdpSocket, tokio::net::TcpListener)> {
+    let attempts = if addr.port() == 0 { 20 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = tokio::net::UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("binding dns udp listener {addr}"))?;
+        let bound = udp.local_addr()?;
+        match tokio::net::TcpListener::bind(bound).await {
+            Ok(tl) => return Ok((udp, tl)),
+            Err(e) => last = Some((bound, e)),
+        }
+    }
+    match last {
+        Some((bound, e)) => Err(e).with_context(|| format!("binding dns tcp listener {bound}")),
+        None => anyhow::bail!("binding dns listeners on {addr}"),
+    }
+}
+
 /// What every listener shares.
 pub(crate) struct Ctx {
     pub sensor: String,
@@ -336,14 +360,8 @@ impl Capture {
         if let Some(d) = &cfg.dns {
             let zone = Arc::new(dns::Authority::new(d)?);
             for addr in &d.listen {
-                let udp = tokio::net::UdpSocket::bind(addr)
-                    .await
-                    .with_context(|| format!("binding dns udp listener {addr}"))?;
+                let (udp, tl) = bind_dns_pair(*addr).await?;
                 let bound = udp.local_addr()?;
-                // TCP on the same port as UDP (port 0: the one UDP was given).
-                let tl = tokio::net::TcpListener::bind(bound)
-                    .await
-                    .with_context(|| format!("binding dns tcp listener {bound}"))?;
                 cap.dns.push(bound);
                 ctx.tracker
                     .spawn(dns::serve_udp(ctx.clone(), zone.clone(), udp));
