@@ -2,7 +2,8 @@
 //!
 //! Host names are lower-cased, IDNA-encoded (UTS #46, to ASCII), stripped of a trailing dot and of
 //! a `:port` suffix (as found in HTTP `Host` headers); IP literals become their canonical text; an
-//! IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is folded to IPv4 everywhere.
+//! IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is folded to IPv4 everywhere. Free text kept
+//! from sensors is cut to a byte budget on a character boundary ([`truncate`]).
 
 use std::net::IpAddr;
 
@@ -30,6 +31,18 @@ pub fn parse_ip(s: &str) -> Option<IpAddr> {
         .and_then(|x| x.strip_suffix(']'))
         .unwrap_or(t);
     t.parse::<IpAddr>().ok().map(fold_ip)
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while end > 0 && !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Canonicalises a host name (or IP literal) as described in the module header.

@@ -439,33 +439,6 @@ pub struct LoadReport {
     pub threat_id: Option<String>,
 }
 
-macro_rules! bundled_lists {
-    ($($name:literal),* $(,)?) => {
-        &[$(($name, include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/kb/maltrail/", $name, ".txt.gz")) as &[u8])),*]
-    };
-}
-
-/// The maltrail family lists compiled into the binary: (family, gzip bytes).
-const BUNDLED: &[(&str, &[u8])] = bundled_lists!(
-    "agenttesla",
-    "amadey",
-    "asyncrat",
-    "cobaltstrike",
-    "dridex",
-    "elf_gafgyt",
-    "elf_mirai",
-    "emotet",
-    "formbook",
-    "icedid",
-    "lokibot",
-    "njrat",
-    "qakbot",
-    "redline",
-    "remcos",
-    "trickbot",
-    "ursnif",
-);
-
 /// True when `id` is [`indicator_id`]`(kind, value)` (computed without allocating).
 fn id_is_derived(id: &str, kind: IndicatorKind, value: &str) -> bool {
     let Some(hex_part) = id.strip_prefix("ind_") else {
@@ -801,7 +774,7 @@ impl IndicatorIndex {
     pub fn bundled(kb: &KnowledgeBase) -> (IndicatorIndex, Vec<LoadReport>) {
         let mut index = IndicatorIndex::new();
         let mut reports = Vec::new();
-        for (family, gz) in BUNDLED {
+        for (family, gz) in crate::intel::BUNDLED_LISTS {
             let threat_id = kb.get(family).map(|t| t.id.clone());
             let reader = flate2::read::GzDecoder::new(*gz);
             let (indicators, skipped) =
@@ -1171,7 +1144,7 @@ mod tests {
         // A real line of the emotet list resolves to Emotet.
         let text = {
             use std::io::Read;
-            let gz = BUNDLED
+            let gz = crate::intel::BUNDLED_LISTS
                 .iter()
                 .find(|(f, _)| *f == "emotet")
                 .expect("emotet")

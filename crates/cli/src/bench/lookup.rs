@@ -259,13 +259,7 @@ pub fn run(args: LookupBenchArgs) -> anyhow::Result<Value> {
     }))
 }
 
-/// Nearest-rank percentile `p` (0–100) of an ascending slice, in milliseconds.
-fn percentile_ms(sorted: &[Duration], p: f64) -> Option<f64> {
-    let n = sorted.len();
-    let rank = ((p.clamp(0.0, 100.0) / 100.0) * n as f64).ceil() as usize;
-    let d = sorted.get(rank.clamp(1, n.max(1)) - 1)?;
-    Some((d.as_secs_f64() * 1e5).round() / 100.0)
-}
+use super::percentile_ms;
 
 /// Starts the server in-process on a free port, waits for the bundled indicators, posts
 /// `requests` batches of `values` over `connections` connections, stops the server.

@@ -40,6 +40,18 @@ pub enum BenchCommand {
     },
 }
 
+/// Milliseconds, rounded to 0.01.
+pub(crate) fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e5).round() / 100.0
+}
+
+/// Nearest-rank percentile `p` (0–100) of an ascending slice, in milliseconds.
+pub(crate) fn percentile_ms(sorted: &[std::time::Duration], p: f64) -> Option<f64> {
+    let n = sorted.len();
+    let rank = ((p.clamp(0.0, 100.0) / 100.0) * n as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, n.max(1)) - 1).map(|d| ms(*d))
+}
+
 /// Runs a benchmark and prints its JSON.
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {

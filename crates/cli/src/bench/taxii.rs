@@ -98,15 +98,7 @@ fn fill(dir: &std::path::Path, n: usize, same_time: usize) -> anyhow::Result<jif
     Ok(start)
 }
 
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e5).round() / 100.0
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Option<f64> {
-    let n = sorted.len();
-    let rank = ((p / 100.0) * n as f64).ceil() as usize;
-    sorted.get(rank.clamp(1, n.max(1)) - 1).map(|d| ms(*d))
-}
+use super::{ms, percentile_ms as percentile};
 
 fn summary(mut lat: Vec<Duration>) -> Value {
     lat.sort();

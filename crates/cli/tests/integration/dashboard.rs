@@ -11,17 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-async fn wait_for_indicators(s: &Server) {
-    for _ in 0..600 {
-        let (_, h) = get(s, ADMIN, "/healthz").await;
-        if h["indicators"].as_u64().unwrap_or(0) > 100_000 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("bundled indicators never loaded");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_works_in_a_real_browser() {
     let s = Server::start();

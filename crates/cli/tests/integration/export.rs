@@ -11,18 +11,6 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::process::Command;
-use std::time::Duration;
-
-async fn wait_for_indicators(s: &Server) {
-    for _ in 0..600 {
-        let (_, h) = get(s, ADMIN, "/healthz").await;
-        if h["indicators"].as_u64().unwrap_or(0) > 100_000 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("bundled indicators never loaded");
-}
 
 /// GET with an optional If-None-Match: (status, etag, serial, body).
 async fn fetch(

@@ -23,12 +23,7 @@ async fn post_file(s: &Server, token: &str, query: &str, body: Vec<u8>) -> (Stat
         .send()
         .await
         .expect("post");
-    let st = r.status();
-    let text = r.text().await.expect("text");
-    (
-        st,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    answer(r).await
 }
 
 /// The data rows of the Feodo CSV: (ip, malware).

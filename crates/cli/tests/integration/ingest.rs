@@ -21,12 +21,7 @@ async fn raw_post(
         req = req.header("content-encoding", e);
     }
     let r = req.send().await.expect("post");
-    let st = r.status();
-    let text = r.text().await.expect("text");
-    (
-        st,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    answer(r).await
 }
 
 #[tokio::test]

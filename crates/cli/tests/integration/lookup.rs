@@ -4,7 +4,6 @@ use super::support::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::io::Read;
-use std::time::Duration;
 
 /// The first line of a bundled list that `keep` accepts.
 fn listed(family: &str, keep: impl Fn(&str) -> bool) -> String {
@@ -21,17 +20,6 @@ fn listed(family: &str, keep: impl Fn(&str) -> bool) -> String {
         .find(|l| !l.is_empty() && keep(l))
         .expect("a matching line")
         .to_string()
-}
-
-async fn wait_for_indicators(s: &Server) {
-    for _ in 0..600 {
-        let (_, h) = get(s, ADMIN, "/healthz").await;
-        if h["indicators"].as_u64().unwrap_or(0) > 100_000 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("bundled indicators never loaded");
 }
 
 /// `a.b.c.d` or `a.b.c.d:port` lines.

@@ -64,25 +64,17 @@ impl Sinkhole {
     }
 }
 
-/// Runs the simulator against `sh`; returns its full report.
-fn simulate(sh: &Sinkhole, seed: u64, bots: usize, checkins: u64) -> Value {
+/// Runs the simulator against `sh` with `args`; returns its full report.
+fn run_simulator(sh: &Sinkhole, args: &[&str]) -> Value {
     let dir = tempfile::tempdir().expect("tmp");
     let report = dir.path().join("report.json");
     let out = Command::new(bin())
         .args([
             "simulate", "--http", &sh.http, "--tcp", &sh.tcp, "--dns", &sh.dns,
         ])
-        .args(["--bots", &bots.to_string()])
-        .args(["--max-checkins", &checkins.to_string()])
-        .args([
-            "--rate",
-            "0",
-            "--beacon-scale",
-            "0.002",
-            "--duration",
-            "60s",
-        ])
-        .args(["--seed", &seed.to_string(), "--report"])
+        .args(["--rate", "0", "--duration", "60s"])
+        .args(args)
+        .arg("--report")
         .arg(&report)
         .output()
         .expect("simulate");
@@ -92,6 +84,61 @@ fn simulate(sh: &Sinkhole, seed: u64, bots: usize, checkins: u64) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("report json")
+}
+
+/// `bots` bots of every family, `checkins` check-ins, beacons compressed 500×.
+fn simulate(sh: &Sinkhole, seed: u64, bots: usize, checkins: u64) -> Value {
+    run_simulator(
+        sh,
+        &[
+            "--bots",
+            &bots.to_string(),
+            "--max-checkins",
+            &checkins.to_string(),
+            "--beacon-scale",
+            "0.002",
+            "--seed",
+            &seed.to_string(),
+        ],
+    )
+}
+
+/// A sinkhole configuration forwarding to `s` with `token`, on ephemeral loopback ports,
+/// authoritative for every C2 name the simulator uses; `extra` keys are added at the top level.
+fn sinkhole_config(
+    dir: &std::path::Path,
+    s: &Server,
+    token: &str,
+    sensor: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let zones: Vec<String> = threatfeed_sensor::simulate::c2_zones();
+    let config = dir.join("sinkhole.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"sensor = "{sensor}"
+server = "{}"
+token = "{token}"
+spool_dir = {:?}
+rate_per_source = 0
+{extra}
+[http]
+listen = ["127.0.0.1:0"]
+[[tcp]]
+listen = ["127.0.0.1:0"]
+[dns]
+listen = ["127.0.0.1:0"]
+zones = {}
+answer_v4 = ["127.0.0.1"]
+"#,
+            s.url(""),
+            dir.join("spool"),
+            serde_json::to_string(&zones).expect("zones"),
+        ),
+    )
+    .expect("config");
+    config
 }
 
 /// Waits until the server holds `n` events (or 90 s), returns them.
@@ -104,17 +151,6 @@ async fn wait_for_events(s: &Server, n: usize) -> Vec<Value> {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-}
-
-async fn wait_for_indicators(s: &Server) {
-    for _ in 0..600 {
-        let (_, h) = get(s, ADMIN, "/healthz").await;
-        if h["indicators"].as_u64().unwrap_or(0) > 100_000 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("bundled indicators never loaded");
 }
 
 /// A free loopback port (for a server that must come back where its sensor expects it).
@@ -132,33 +168,13 @@ async fn simulated_bots_arrive_through_the_sinkhole_without_loss_or_duplicates()
     let mut s = Server::start_in(&data, None, &env, true);
     wait_for_indicators(&s).await;
     let (_, sensor) = create_org(&s, "sinkhole", "sensor", json!({})).await;
-    let zones: Vec<String> = threatfeed_sensor::simulate::c2_zones();
-    let config = tmp.path().join("sinkhole.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"sensor = "it-sinkhole"
-server = "{}"
-token = "{sensor}"
-spool_dir = {:?}
-flush_ms = 5
-rate_per_source = 0
-read_timeout_ms = 2000
-[http]
-listen = ["127.0.0.1:0"]
-[[tcp]]
-listen = ["127.0.0.1:0"]
-[dns]
-listen = ["127.0.0.1:0"]
-zones = {}
-answer_v4 = ["127.0.0.1"]
-"#,
-            s.url(""),
-            tmp.path().join("spool"),
-            serde_json::to_string(&zones).expect("zones"),
-        ),
-    )
-    .expect("config");
+    let config = sinkhole_config(
+        tmp.path(),
+        &s,
+        &sensor,
+        "it-sinkhole",
+        "flush_ms = 5\nread_timeout_ms = 2000",
+    );
     let mut sh = Sinkhole::start(&config);
 
     // 1. Everything the simulator counted arrives, with the bot's address and family.
@@ -255,60 +271,24 @@ async fn the_learned_beacon_interval_matches_the_simulated_one() {
     let s = Server::start_with(None, &[]);
     wait_for_indicators(&s).await;
     let (_, sensor) = create_org(&s, "sinkhole", "sensor", json!({})).await;
-    let zones: Vec<String> = threatfeed_sensor::simulate::c2_zones();
-    let config = tmp.path().join("sinkhole.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"sensor = "beacon-sinkhole"
-server = "{}"
-token = "{sensor}"
-spool_dir = {:?}
-rate_per_source = 0
-[http]
-listen = ["127.0.0.1:0"]
-[[tcp]]
-listen = ["127.0.0.1:0"]
-[dns]
-listen = ["127.0.0.1:0"]
-zones = {}
-answer_v4 = ["127.0.0.1"]
-"#,
-            s.url(""),
-            tmp.path().join("spool"),
-            serde_json::to_string(&zones).expect("zones"),
-        ),
-    )
-    .expect("config");
+    let config = sinkhole_config(tmp.path(), &s, &sensor, "beacon-sinkhole", "");
     let mut sh = Sinkhole::start(&config);
     // njRAT beacons every 30 s; scaled to 1.2 s. 8 bots, ~10 beacons each.
-    let dir = tempfile::tempdir().expect("tmp");
-    let report = dir.path().join("report.json");
-    let out = Command::new(bin())
-        .args([
-            "simulate", "--http", &sh.http, "--tcp", &sh.tcp, "--dns", &sh.dns,
-        ])
-        .args(["--families", "njrat", "--bots", "8", "--max-checkins", "90"])
-        .args([
-            "--rate",
-            "0",
+    let r = run_simulator(
+        &sh,
+        &[
+            "--families",
+            "njrat",
+            "--bots",
+            "8",
+            "--max-checkins",
+            "90",
             "--beacon-scale",
             "0.04",
-            "--duration",
-            "60s",
             "--seed",
             "11",
-        ])
-        .arg("--report")
-        .arg(&report)
-        .output()
-        .expect("simulate");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    let r: Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
     let mut configured: Vec<f64> = r["bots"]
         .as_array()
         .expect("bots")

@@ -156,6 +156,16 @@ pub fn client() -> reqwest::Client {
 }
 
 /// GET with a token; returns status and JSON (or the text as a JSON string).
+/// The status and JSON body of an answer (a non-JSON body as a JSON string).
+pub async fn answer(r: reqwest::Response) -> (StatusCode, Value) {
+    let st = r.status();
+    let text = r.text().await.expect("text");
+    (
+        st,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
 pub async fn get(s: &Server, token: &str, path: &str) -> (StatusCode, Value) {
     let r = client()
         .get(s.url(path))
@@ -163,12 +173,7 @@ pub async fn get(s: &Server, token: &str, path: &str) -> (StatusCode, Value) {
         .send()
         .await
         .expect("get");
-    let st = r.status();
-    let text = r.text().await.expect("text");
-    (
-        st,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    answer(r).await
 }
 
 /// POST JSON with a token.
@@ -180,12 +185,7 @@ pub async fn post_json(s: &Server, token: &str, path: &str, body: &Value) -> (St
         .send()
         .await
         .expect("post");
-    let st = r.status();
-    let text = r.text().await.expect("text");
-    (
-        st,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    answer(r).await
 }
 
 /// POST an NDJSON body of events with a token.
@@ -199,12 +199,7 @@ pub async fn post_events(s: &Server, token: &str, lines: &[Value]) -> (StatusCod
         .send()
         .await
         .expect("post events");
-    let st = r.status();
-    let text = r.text().await.expect("text");
-    (
-        st,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    answer(r).await
 }
 
 /// Creates an organisation; returns (id, token).
@@ -335,4 +330,16 @@ impl Sse {
 pub fn ev(ip: &str, family: &str, n: u64) -> Value {
     json!({"src_ip": ip, "family": family, "time": "2026-06-01T12:00:00Z", "dst_port": 80,
            "host": "c2.example.net", "url": format!("http://c2.example.net/gate.php?n={n}"), "sensor": "test"})
+}
+
+/// Waits until the server has loaded its bundled C2 lists (loaded in the background at start).
+pub async fn wait_for_indicators(s: &Server) {
+    for _ in 0..600 {
+        let (_, h) = get(s, ADMIN, "/healthz").await;
+        if h["indicators"].as_u64().unwrap_or(0) > 100_000 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("bundled indicators never loaded");
 }

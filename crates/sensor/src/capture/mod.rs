@@ -283,14 +283,7 @@ pub(crate) async fn accept(
 
 /// Truncates a string to at most `max` bytes, on a character boundary.
 pub(crate) fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while end > 0 && !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
+    threatfeed_core::canon::truncate(s, max).to_string()
 }
 
 /// The running listeners.

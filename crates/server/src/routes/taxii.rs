@@ -607,6 +607,23 @@ fn seek_after(log: &dyn threatfeed_store::log::EventLog, ms: i64) -> Result<u64,
     Ok(lo)
 }
 
+/// `X-TAXII-Date-Added-First` / `-Last` of a non-empty answer.
+fn date_added_headers(
+    resp: &mut Response,
+    first: Option<jiff::Timestamp>,
+    last: Option<jiff::Timestamp>,
+) {
+    if let (Some(f), Some(l)) = (first, last)
+        && let (Ok(f), Ok(l)) = (
+            HeaderValue::from_str(&stix_time(f)),
+            HeaderValue::from_str(&stix_time(l)),
+        )
+    {
+        resp.headers_mut().insert("x-taxii-date-added-first", f);
+        resp.headers_mut().insert("x-taxii-date-added-last", l);
+    }
+}
+
 fn envelope_response(entries: Vec<Entry>, more: bool, manifest: bool) -> Response {
     let first_added = entries.first().map(|e| e.added);
     let last_added = entries.last().map(|e| e.added);
@@ -650,15 +667,7 @@ fn envelope_response(entries: Vec<Entry>, more: bool, manifest: bool) -> Respons
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TAXII));
-    if let (Some(f), Some(l)) = (first_added, last_added)
-        && let (Ok(f), Ok(l)) = (
-            HeaderValue::from_str(&stix_time(f)),
-            HeaderValue::from_str(&stix_time(l)),
-        )
-    {
-        resp.headers_mut().insert("x-taxii-date-added-first", f);
-        resp.headers_mut().insert("x-taxii-date-added-last", l);
-    }
+    date_added_headers(&mut resp, first_added, last_added);
     resp
 }
 
@@ -757,6 +766,34 @@ fn object_versions(
     }
 }
 
+/// The versions of `object_id` the caller may see; a TAXII 404 when there is none.
+async fn found_versions(
+    state: &AppState,
+    caller: Caller,
+    coll: Coll,
+    object_id: String,
+) -> TaxiiResult<Vec<Entry>> {
+    let st = state.clone();
+    let oid = object_id.clone();
+    let versions = match tokio::task::spawn_blocking(move || {
+        object_versions(&st, &caller, coll, &oid)
+    })
+    .await
+    {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return Err(from_api(e)),
+        Err(e) => return Err(from_api(ApiError::internal("taxii object versions", e))),
+    };
+    if versions.is_empty() {
+        return Err(taxii_error(
+            StatusCode::NOT_FOUND,
+            "Object not found",
+            format!("no object {object_id:?} in this collection for you"),
+        ));
+    }
+    Ok(versions)
+}
+
 /// `GET /taxii2/api/collections/{id}/objects/{object_id}/`.
 pub async fn get_object(
     State(state): State<AppState>,
@@ -781,24 +818,10 @@ pub async fn get_object(
         q2.insert("match[id]".into(), object_id);
         return page(state, headers, id, q2, false).await;
     }
-    let st = state.clone();
-    let oid = object_id.clone();
-    let versions = match tokio::task::spawn_blocking(move || {
-        object_versions(&st, &caller, coll, &oid)
-    })
-    .await
-    {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => return from_api(e),
-        Err(e) => return from_api(ApiError::internal("taxii object", e)),
+    let versions = match found_versions(&state, caller, coll, object_id).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
-    if versions.is_empty() {
-        return taxii_error(
-            StatusCode::NOT_FOUND,
-            "Object not found",
-            format!("no object {object_id:?} in this collection for you"),
-        );
-    }
     let mut kept: Vec<Entry> = versions
         .into_iter()
         .filter_map(|mut e| {
@@ -824,39 +847,21 @@ pub async fn versions(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let st = state.clone();
-    let oid = object_id.clone();
-    let entries = match tokio::task::spawn_blocking(move || {
-        object_versions(&st, &caller, coll, &oid)
-    })
-    .await
-    {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => return from_api(e),
-        Err(e) => return from_api(ApiError::internal("taxii versions", e)),
+    let entries = match found_versions(&state, caller, coll, object_id).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
-    if entries.is_empty() {
-        return taxii_error(
-            StatusCode::NOT_FOUND,
-            "Object not found",
-            format!("no object {object_id:?} in this collection for you"),
-        );
-    }
     let mut list: Vec<String> = entries
         .iter()
         .flat_map(|e| e.objects.iter().map(|o| o.version.clone()))
         .collect();
     list.dedup();
     let mut resp = taxii_json(StatusCode::OK, &json!({"more": false, "versions": list}));
-    if let (Some(f), Some(l)) = (entries.first(), entries.last())
-        && let (Ok(f), Ok(l)) = (
-            HeaderValue::from_str(&stix_time(f.added)),
-            HeaderValue::from_str(&stix_time(l.added)),
-        )
-    {
-        resp.headers_mut().insert("x-taxii-date-added-first", f);
-        resp.headers_mut().insert("x-taxii-date-added-last", l);
-    }
+    date_added_headers(
+        &mut resp,
+        entries.first().map(|e| e.added),
+        entries.last().map(|e| e.added),
+    );
     resp
 }
 
